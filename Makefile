@@ -1,0 +1,24 @@
+# Two commands do all set-up on a fresh machine: `make serve` (the main job) and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: env serve test caption clean-env
+
+env:
+	@bash scripts/make_env.sh
+
+# The main job: serve AuroraCap (the embedded tiny model unless AURORA_MODEL_PATH is set).
+serve: env
+	$(VENV)/bin/aurora-serve serve
+
+# One-shot caption of the shared sample video through the SGLang engine.
+caption: env
+	$(VENV)/bin/aurora-serve caption --visual-input ../shared/media/xU25MMA2N4aVtYay.mp4 \
+	  --prompt "Describe the video in detail." --num-frm 8 --token-kept-ratio 0.2 --max-new-tokens 32
+
+test: env
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+clean-env:
+	rm -rf $(VENV)
