@@ -90,7 +90,7 @@ def bipartite_merge_ref_per_frame(
     width = num_tokens - min(ks) if ks else num_tokens
     x_out = x.new_zeros(num_frames, width, channels)
     size_out = size.new_zeros(num_frames, width)
-    n_out = torch.tensor([num_tokens - k for k in ks], dtype=torch.int64)
+    n_out = torch.tensor([num_tokens - k for k in ks], dtype=torch.int64, device=x.device)
     for f, k in enumerate(ks):
         xf, sf = bipartite_merge_ref(x[f : f + 1], size[f : f + 1], metric[f : f + 1], k)
         x_out[f, : num_tokens - k] = xf[0]

@@ -1,0 +1,1 @@
+"""Checkpoints: the two on-disk layouts, hub resolution, conversion, and the embedded tiny model."""

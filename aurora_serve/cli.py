@@ -1,0 +1,143 @@
+"""``aurora-serve``: serve | caption | make-tiny | convert. The only place that reads argv."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from aurora_serve.errors import AuroraError
+
+
+def _sniff_kind(path: str) -> str:
+    """'image' when Pillow recognises the bytes, else 'video' (decided by content, not extension)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return "image"
+    except (UnidentifiedImageError, OSError):
+        return "video"
+
+
+def build_prompt(tokenizer, kind: str, text: str) -> str:
+    """The chat-template prompt for one media item and one instruction (upstream inference.py form)."""
+    part = {"type": "video_url" if kind == "video" else "image_url"}
+    messages = [{"role": "user", "content": [part, {"type": "text", "text": text}]}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from aurora_serve.engine import AuroraEngine, EngineSettings, GenerateRequest
+
+    settings = EngineSettings(model_path=args.model_path, device=args.device, hf_offline=args.offline)
+    kind = _sniff_kind(args.visual_input)
+    engine = AuroraEngine(settings)
+    try:
+        item = {"data": str(Path(args.visual_input).resolve()), "token_kept_ratio": args.token_kept_ratio}
+        if kind == "video":
+            item["num_frames"] = args.num_frm
+        req = GenerateRequest(
+            prompt=build_prompt(engine.tokenizer, kind, args.prompt),
+            images=[item] if kind == "image" else [], videos=[item] if kind == "video" else [],
+            sampling_params={"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens},
+        )
+        out = asyncio.run(engine.generate(req))
+    finally:
+        engine.shutdown()
+    meta = out["meta_info"]
+    if args.json:
+        visual = int(meta.get("video_tokens") or 0) + int(meta.get("image_tokens") or 0)
+        print(json.dumps({
+            "caption": out["text"], "visual_tokens": visual, "prompt_tokens": meta["prompt_tokens"],
+            "completion_tokens": meta["completion_tokens"], "cached_tokens": meta.get("cached_tokens", 0),
+            "finish_reason": meta.get("finish_reason"), "token_kept_ratio": args.token_kept_ratio,
+            "num_frames": args.num_frm if kind == "video" else 1, "kind": kind,
+        }))
+    else:
+        print(out["text"])
+    return 0
+
+
+def cmd_make_tiny(args: argparse.Namespace) -> int:
+    from aurora_serve.ckpt.tiny import make_tiny
+
+    print(make_tiny(args.out, args.layout, seed=args.seed))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from aurora_serve.ckpt.layout import detect_layout, write_hf_from_xtuner, write_xtuner_from_hf
+
+    src = Path(args.src)
+    found = detect_layout(src)
+    if found != args.from_layout:
+        raise AuroraError(f"{src} is in the {found} layout, not {args.from_layout}")
+    if (args.from_layout, args.to_layout) == ("xtuner", "hf"):
+        write_hf_from_xtuner(src, Path(args.dst))
+    elif (args.from_layout, args.to_layout) == ("hf", "xtuner"):
+        write_xtuner_from_hf(src, Path(args.dst))
+    else:
+        raise AuroraError(f"nothing to convert from {args.from_layout} to {args.to_layout}")
+    print(args.dst)
+    return 0
+
+
+def cmd_serve(argv: list[str]) -> int:
+    from aurora_serve.api.server import main as serve_main
+
+    return serve_main(argv)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aurora-serve", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the OpenAI-compatible HTTP server (see `aurora-serve serve --help`)", add_help=False)
+
+    c = sub.add_parser("caption", help="caption one video or image through the SGLang engine")
+    c.add_argument("--model-path", default=None, help="checkpoint dir or hub id (default: the embedded tiny model)")
+    c.add_argument("--visual-input", required=True, help="video or image file")
+    c.add_argument("--prompt", default="Describe the video in detail.")
+    c.add_argument("--num-frm", type=int, default=8, help="frames sampled with linspace(0, T-1, F)")
+    c.add_argument("--token-kept-ratio", type=float, default=0.8, help="0 < ρ ≤ 1: share of tokens kept per frame")
+    c.add_argument("--temperature", type=float, default=0.0)
+    c.add_argument("--top-p", type=float, default=1.0)
+    c.add_argument("--max-new-tokens", type=int, default=2048)
+    c.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    c.add_argument("--offline", action="store_true", help="resolve hub ids from the local cache only")
+    c.add_argument("--json", action="store_true", help="print one JSON object with caption and token counts")
+    c.set_defaults(func=cmd_caption)
+
+    t = sub.add_parser("make-tiny", help="write a tiny random AuroraCap with the real vision geometry")
+    t.add_argument("--out", required=True)
+    t.add_argument("--layout", default="xtuner", choices=["xtuner", "hf"])
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_make_tiny)
+
+    v = sub.add_parser("convert", help="convert a checkpoint between the xtuner and HF layouts")
+    v.add_argument("--from", dest="from_layout", required=True, choices=["xtuner", "hf"])
+    v.add_argument("--to", dest="to_layout", required=True, choices=["xtuner", "hf"])
+    v.add_argument("src")
+    v.add_argument("dst")
+    v.set_defaults(func=cmd_convert)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return cmd_serve(argv[1:])
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AuroraError as e:
+        print(f"aurora-serve: error: {e.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

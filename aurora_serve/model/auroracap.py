@@ -1,0 +1,170 @@
+"""AuroraCap as an SGLang model: vision tower with per-request token merging → projector → SGLang Llama.
+
+Plugs into SGLang through its published seams only: ``pad_input_ids`` (fill each visual span with the item's
+pad values), ``get_image_feature`` / ``get_video_feature`` (one tensor of exactly the spans' token count),
+``general_mm_embed_routine`` (splice + LLM), ``load_weights`` and ``EntryClass``.
+
+Each multimodal item carries its own ``token_kept_ratio`` (set by the processor), so requests with
+different ratios share a prefill batch: their frames are grouped by r inside the vision forward.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from array import array
+from typing import Iterable
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from sglang.srt.managers.mm_utils import general_mm_embed_routine, pad_mm_tokens
+from sglang.srt.managers.schedule_batch import Modality, MultimodalDataItem, MultimodalInputs
+from sglang.srt.model_executor.forward_batch_info import ForwardBatch
+from sglang.srt.models.llama import LlamaForCausalLM
+from sglang.srt.utils import add_prefix
+
+from aurora_serve.model.config import AuroraSpec
+from aurora_serve.model.token_count import merge_r
+from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower
+from aurora_serve.model.weights import check_keys, expected_llm_keys, map_key
+
+logger = logging.getLogger(__name__)
+
+# Bounds the vision tower's activation memory (it lives outside SGLang's KV pool): frames per forward.
+MAX_FRAMES_PER_VISION_FORWARD = 32
+
+
+class AuroraCapForConditionalGeneration(nn.Module):
+    def __init__(self, config, quant_config=None, prefix: str = "") -> None:
+        super().__init__()
+        self.config = config
+        self.spec = AuroraSpec.from_hf_config(config)
+        text_config = getattr(config, "text_config", None) or config
+        self.vision_tower = AuroraVisionTower(self.spec.vision)
+        self.projector = AuroraProjector(
+            self.spec.vision.hidden_size, self.spec.text_hidden_size, self.spec.projector_hidden_act
+        )
+        self.language_model = LlamaForCausalLM(
+            text_config, quant_config, prefix=add_prefix("language_model", prefix)
+        )
+        extra = dict(getattr(config, "aurora", None) or {})
+        self.merge_backend = extra.get("merge_backend", "auto")
+        self.model_dir = extra.get("model_dir")
+        self.layout = extra.get("layout", "hf")
+
+    # --- SGLang multimodal seams -------------------------------------------------------------------
+    def pad_input_ids(self, input_ids: array, mm_inputs: MultimodalInputs) -> array:
+        return pad_mm_tokens(input_ids, mm_inputs)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.language_model.get_input_embeddings()
+
+    def get_video_feature(self, items: list[MultimodalDataItem]) -> torch.Tensor:
+        """Items (in request order) → ``[Σ frames·tokens_per_frame(ρ_item), text hidden]``."""
+        return self._encode_items(items)
+
+    def get_image_feature(self, items: list[MultimodalDataItem]) -> torch.Tensor:
+        return self._encode_items(items)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch, **kwargs):
+        return general_mm_embed_routine(
+            input_ids=input_ids,
+            forward_batch=forward_batch,
+            language_model=self.language_model,
+            data_embedding_funcs={Modality.IMAGE: self.get_image_feature, Modality.VIDEO: self.get_video_feature},
+            positions=positions,
+        )
+
+    # --- vision ---------------------------------------------------------------------------------------
+    def _encode_items(self, items: list[MultimodalDataItem]) -> torch.Tensor:
+        """Encode every frame of every item, frames grouped by r across items, outputs in item order."""
+        param = self.projector.linear_1.weight
+        frames_per_item = [self._pixels(item) for item in items]
+        rs = [merge_r(item.token_kept_ratio, **self._geometry()) for item in items]
+        outputs: list[torch.Tensor | None] = [None] * len(items)
+        for r in sorted(set(rs)):
+            idx = [i for i, ri in enumerate(rs) if ri == r]
+            pixels = torch.cat([frames_per_item[i] for i in idx]).to(param.device, param.dtype)
+            feats = torch.cat(
+                [
+                    self.projector(self.vision_tower(chunk, r, self.merge_backend))
+                    for chunk in pixels.split(MAX_FRAMES_PER_VISION_FORWARD)
+                ]
+            )
+            for i, part in zip(idx, feats.split([frames_per_item[i].shape[0] for i in idx])):
+                outputs[i] = part.reshape(-1, part.shape[-1])
+        for item, out in zip(items, outputs):
+            expected = sum(end - start + 1 for start, end in item.offsets)
+            if out.shape[0] != expected:
+                raise RuntimeError(
+                    f"vision tower produced {out.shape[0]} tokens for an item whose span holds {expected} "
+                    f"(token_kept_ratio={item.token_kept_ratio}); processor and model disagree on the count"
+                )
+        return torch.cat(outputs)
+
+    def _pixels(self, item: MultimodalDataItem) -> torch.Tensor:
+        feature = item.feature
+        if isinstance(feature, list):
+            feature = torch.cat([f if f.dim() == 4 else f.unsqueeze(0) for f in feature])
+        return feature if feature.dim() == 4 else feature.unsqueeze(0)
+
+    def _geometry(self) -> dict:
+        v = self.spec.vision
+        return {"image_size": v.image_size, "patch_size": v.patch_size, "num_layers": v.num_hidden_layers}
+
+    # --- weights --------------------------------------------------------------------------------------
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load either layout; raise naming every missing or unexpected key."""
+        sources = [("hf" if self.layout == "hf" else "root", weights)]
+        if self.layout == "xtuner":
+            if not self.model_dir:
+                raise ValueError("xtuner layout needs aurora.model_dir in the config override")
+            sources += [(sub, _iter_safetensors(os.path.join(self.model_dir, sub))) for sub in ("visual_encoder", "projector")]
+        own = dict(self.vision_tower.named_parameters(prefix="vision_tower"))
+        own.update(self.projector.named_parameters(prefix="projector"))
+        llm_expected = expected_llm_keys([n for n, _ in self.language_model.named_parameters()])
+        if getattr(self.language_model.config, "tie_word_embeddings", False):
+            llm_expected.discard("lm_head.weight")
+        loaded: set[str] = set()
+        unexpected: list[str] = []
+
+        def llm_weights():  # streamed: a 7B checkpoint is never held twice in memory
+            for source, stream in sources:
+                for key, tensor in stream:
+                    name = map_key(key, source, self.spec.vision.layers_run)
+                    if name is None:
+                        continue
+                    if name.startswith("language_model.") and name[15:] in llm_expected:
+                        loaded.add(name)
+                        yield name[15:], tensor
+                    elif name in own:
+                        _copy_param(own[name], tensor, key)
+                        loaded.add(name)
+                    else:
+                        unexpected.append(key)
+
+        self.language_model.load_weights(llm_weights())
+        expected = set(own) | {"language_model." + k for k in llm_expected}
+        check_keys(expected, loaded, unexpected, self.model_dir or "")
+
+def _copy_param(param: torch.Tensor, tensor: torch.Tensor, key: str) -> None:
+    if tuple(param.shape) != tuple(tensor.shape):
+        raise ValueError(f"checkpoint tensor {key} has shape {tuple(tensor.shape)}, model expects {tuple(param.shape)}")
+    with torch.no_grad():
+        param.copy_(tensor.to(param.dtype))
+
+
+def _iter_safetensors(folder: str) -> Iterable[tuple[str, torch.Tensor]]:
+    files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors in {folder}")
+    for path in files:
+        with safe_open(path, framework="pt") as f:
+            for key in f.keys():
+                yield key, f.get_tensor(key)
+
+
+EntryClass = [AuroraCapForConditionalGeneration]

@@ -1,0 +1,180 @@
+"""AuroraCap's SGLang multimodal processor: media → frames → CLIP pixels → expanded prompt ids + items.
+
+Per item it reads ``token_kept_ratio`` and ``num_frames`` (item-level options over request-level ones),
+decodes off the event loop (SGLang's IO thread pool), expands the prompt with exactly
+``frames × tokens_per_frame(ρ)`` placeholders, and folds ρ, the frame count and the geometry into the
+item hash, so the radix cache and SGLang's embedding cache never reuse a span across ratios.
+
+Accepted media per item: raw bytes, a local path, a ``data:`` URL, a ``VideoData`` (options in
+``preprocess_kwargs``) or a dict ``{"url"|"data": …, "token_kept_ratio": …, "num_frames": …}``. Remote
+URLs are fetched by the aurora-serve front end (with its address and size guards), never here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sglang.srt.managers.schedule_batch import Modality, MultimodalDataItem, MultimodalProcessorOutput
+from sglang.srt.multimodal.cache import resolve_multimodal_item_hash
+from sglang.srt.multimodal.processors.base_processor import BaseMultimodalProcessor
+
+from aurora_serve.errors import InvalidRequestError, MediaError
+from aurora_serve.media.decode import load_frames
+from aurora_serve.media.preprocess import clip_preprocess
+from aurora_serve.model.auroracap import AuroraCapForConditionalGeneration
+from aurora_serve.model.config import AuroraSpec
+from aurora_serve.model.prompt import MediaSlot, expand_prompt
+from aurora_serve.model.token_count import validate_ratio
+
+OPTION_KEYS = ("token_kept_ratio", "num_frames")
+
+
+@dataclass(frozen=True)
+class MediaRequest:
+    kind: str  # "image" | "video"
+    source: bytes | str
+    token_kept_ratio: float
+    num_frames: int
+
+
+@dataclass(frozen=True)
+class PreparedMedia:
+    request: MediaRequest
+    pixels: torch.Tensor  # [F, 3, S, S] float32
+    tokens_per_frame: int
+
+
+class AuroraCapProcessor(BaseMultimodalProcessor):
+    models = [AuroraCapForConditionalGeneration]
+
+    def __init__(self, hf_config, server_args, _processor, *args, **kwargs):
+        super().__init__(hf_config, server_args, _processor, *args, **kwargs)
+        self.spec = AuroraSpec.from_hf_config(hf_config)
+        extra = dict(getattr(hf_config, "aurora", None) or {})
+        self.text_tokenizer = getattr(_processor, "tokenizer", _processor)
+        self.decode_backend = extra.get("decode_backend", "pyav")
+        self.max_frames = int(extra.get("max_frames", 64))
+
+    async def process_mm_data_async(self, image_data, audio_data, input_text, request_obj, **kwargs):
+        videos = list(getattr(request_obj, "video_data", None) or [])
+        images = list(image_data or [])
+        if not videos and not images:
+            return None
+        if audio_data:
+            raise InvalidRequestError("AuroraCap takes images and videos, not audio", param="audio_data")
+        if not isinstance(input_text, str):
+            raise InvalidRequestError("multimodal requests need a text prompt (not input_ids)", param="prompt")
+        defaults = self._request_options(request_obj)
+        reqs = [self._media_request("image", x, defaults) for x in images]
+        reqs += [self._media_request("video", x, defaults) for x in videos]
+        loop = asyncio.get_running_loop()
+        prepared = await asyncio.gather(*(loop.run_in_executor(self.io_executor, self._prepare, r) for r in reqs))
+        img, vid = prepared[: len(images)], prepared[len(images):]
+        slot = lambda p: MediaSlot(p.request.kind, p.pixels.shape[0], p.tokens_per_frame)  # noqa: E731
+        ids, img_offsets, vid_offsets = expand_prompt(
+            input_text, [slot(p) for p in img], [slot(p) for p in vid], self._encode, self.spec.image_token_id
+        )
+        limit = kwargs.get("max_req_input_len")
+        if limit is not None and len(ids) > limit:
+            raise InvalidRequestError(
+                f"the prompt expands to {len(ids)} tokens, over this server's limit of {limit}; "
+                "use fewer frames (num_frames) or a lower token_kept_ratio",
+                param="num_frames",
+            )
+        items = [self._item(p, off) for p, off in zip(img + vid, img_offsets + vid_offsets)]
+        pid = self.spec.image_token_id
+        return MultimodalProcessorOutput(mm_items=items, input_ids=ids, im_token_id=pid, video_token_id=pid)
+
+    # --- helpers ------------------------------------------------------------------------------------
+    def _encode(self, chunk: str, add_special_tokens: bool) -> list[int]:
+        return self.text_tokenizer(chunk, add_special_tokens=add_special_tokens).input_ids
+
+    def _request_options(self, request_obj) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        for name in ("mm_processor_kwargs", "video_config"):
+            value = getattr(request_obj, name, None)
+            if isinstance(value, dict):
+                opts.update({k: value[k] for k in OPTION_KEYS if k in value})
+        return opts
+
+    def _media_request(self, kind: str, item: Any, defaults: dict[str, Any]) -> MediaRequest:
+        opts = dict(defaults)
+        if hasattr(item, "url") and hasattr(item, "preprocess_kwargs"):  # sglang VideoData
+            source, extra = item.url, item.preprocess_kwargs or {}
+        elif isinstance(item, dict):
+            source = item.get("data", item.get("url"))
+            extra = {**(item.get("preprocess_kwargs") or {}), **item}
+        else:
+            source, extra = item, {}
+        if "max_frames" in extra and "num_frames" not in extra:  # SGLang's OpenAI video_url field
+            extra = {**extra, "num_frames": extra["max_frames"]}
+        opts.update({k: extra[k] for k in OPTION_KEYS if k in extra})
+        ratio = opts.get("token_kept_ratio", self.spec.default_token_kept_ratio)
+        frames = 1 if kind == "image" else opts.get("num_frames", self.spec.default_num_frames)
+        try:
+            ratio = validate_ratio(ratio)
+        except (TypeError, ValueError) as e:
+            raise InvalidRequestError(str(e), param="token_kept_ratio") from None
+        if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= self.max_frames:
+            raise InvalidRequestError(
+                f"num_frames must be an integer in [1, {self.max_frames}], got {frames!r}", param="num_frames"
+            )
+        if source is None:
+            raise InvalidRequestError(f"{kind} item has no data or url", param=f"{kind}_data")
+        return MediaRequest(kind, _resolve_source(source), ratio, frames)
+
+    def _prepare(self, req: MediaRequest) -> PreparedMedia:
+        frames = load_frames(req.source, req.kind, req.num_frames, self.decode_backend)
+        pixels = clip_preprocess(frames, size=self.spec.vision.image_size)
+        return PreparedMedia(req, pixels, self.spec.vision.tokens_per_frame(req.token_kept_ratio))
+
+    def _item(self, p: PreparedMedia, offsets: list[tuple[int, int]]) -> MultimodalDataItem:
+        modality = Modality.IMAGE if p.request.kind == "image" else Modality.VIDEO
+        item = MultimodalDataItem(modality=modality, feature=p.pixels, offsets=offsets)
+        item.token_kept_ratio = p.request.token_kept_ratio
+        item.num_frames = int(p.pixels.shape[0])
+        identity = {
+            "model": "auroracap",
+            "kind": p.request.kind,
+            "frames": int(p.pixels.shape[0]),
+            "requested_frames": p.request.num_frames,
+            "tokens_per_frame": p.tokens_per_frame,
+            "token_kept_ratio": p.request.token_kept_ratio,
+            "image_size": self.spec.vision.image_size,
+        }
+        ns = "sha256:" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        item.hash = resolve_multimodal_item_hash(feature=p.pixels, namespace=ns)
+        return item
+
+
+def _resolve_source(source: Any) -> bytes | str:
+    """bytes and local paths pass through; ``data:`` URLs are decoded; remote URLs are refused."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if not isinstance(source, str):
+        raise InvalidRequestError(f"unsupported media item type {type(source).__name__}")
+    if source.startswith("data:"):
+        header, _, payload = source.partition(",")
+        if ";base64" not in header:
+            raise MediaError("data: URLs must be base64-encoded")
+        try:
+            return base64.b64decode(payload, validate=True)
+        except ValueError:
+            raise MediaError("data: URL payload is not valid base64") from None
+    if source.startswith("file://"):
+        source = source[len("file://"):]
+    if "://" in source:
+        raise InvalidRequestError(
+            "remote media URLs are fetched by the aurora-serve front end; pass bytes, a data: URL or a local path"
+        )
+    if not os.path.isfile(source):
+        raise MediaError(f"media file not found: {source}")
+    return source

@@ -1,0 +1,84 @@
+"""Prompt text → input ids with one visual span per frame (no SGLang; pure and unit-tested).
+
+The chat template (``chat_template.jinja``) writes one marker per media item: ``<image>`` for an image,
+``<video>`` for a video. Here a video marker becomes F frame placeholders joined by a space — exactly the
+upstream ``" ".join(["<image>"] * F)`` — and the text is tokenized the upstream way: split on the frame
+placeholder, first chunk with special tokens (BOS), the others without, one span per placeholder.
+Each span holds ``tokens_per_frame(ρ)`` copies of the placeholder id (SGLang replaces them with the item's
+pad values; only the count matters).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from aurora_serve.errors import InvalidRequestError
+
+IMAGE_MARKER = "<image>"
+VIDEO_MARKER = "<video>"
+_MARKER_RE = re.compile(f"({re.escape(IMAGE_MARKER)}|{re.escape(VIDEO_MARKER)})")
+
+
+@dataclass(frozen=True)
+class MediaSlot:
+    """One media item as the prompt sees it: its kind, frames decoded, tokens per frame."""
+
+    kind: str  # "image" | "video"
+    num_frames: int
+    tokens_per_frame: int
+
+
+def expand_prompt(
+    text: str,
+    images: Sequence[MediaSlot],
+    videos: Sequence[MediaSlot],
+    encode: Callable[[str, bool], list[int]],
+    placeholder_id: int,
+) -> tuple[list[int], list[list[tuple[int, int]]], list[list[tuple[int, int]]]]:
+    """Tokenize ``text`` and expand its media markers.
+
+    Args:
+        text: prompt with one ``<image>`` per image and one ``<video>`` per video, in item order.
+        images, videos: the items of each kind, in the order their markers appear.
+        encode: ``encode(chunk, add_special_tokens) -> ids``.
+        placeholder_id: id that fills the visual spans.
+
+    Returns:
+        ``(input_ids, image_offsets, video_offsets)``; offsets are per item, one inclusive
+        ``(start, end)`` span per frame, in frame order.
+    """
+    parts = _MARKER_RE.split(text)
+    markers = parts[1::2]
+    counts = {IMAGE_MARKER: len(images), VIDEO_MARKER: len(videos)}
+    for marker, expected in counts.items():
+        found = markers.count(marker)
+        if found != expected:
+            kind = "image" if marker == IMAGE_MARKER else "video"
+            raise InvalidRequestError(
+                f"the prompt has {found} {marker} marker(s) but {expected} {kind}(s) were given; "
+                f"put one {marker} where each {kind} goes (the chat template does this for chat requests)"
+            )
+    # Upstream string: each video marker → F frame placeholders separated by " ".
+    chunks: list[str] = [parts[0]]
+    frame_owner: list[tuple[str, int]] = []  # (kind, item index) per frame placeholder
+    next_item = {IMAGE_MARKER: 0, VIDEO_MARKER: 0}
+    for marker, tail in zip(markers, parts[2::2]):
+        i = next_item[marker]
+        next_item[marker] += 1
+        slot = images[i] if marker == IMAGE_MARKER else videos[i]
+        kind = "image" if marker == IMAGE_MARKER else "video"
+        for f in range(slot.num_frames):
+            frame_owner.append((kind, i))
+            chunks.append(" " if f < slot.num_frames - 1 else tail)
+    ids: list[int] = []
+    offsets = {"image": [[] for _ in images], "video": [[] for _ in videos]}
+    for n, chunk in enumerate(chunks):
+        ids.extend(encode(chunk, n == 0) if chunk or n == 0 else [])
+        if n < len(frame_owner):
+            kind, i = frame_owner[n]
+            count = (images if kind == "image" else videos)[i].tokens_per_frame
+            offsets[kind][i].append((len(ids), len(ids) + count - 1))
+            ids.extend([placeholder_id] * count)
+    return ids, offsets["image"], offsets["video"]
