@@ -53,13 +53,13 @@ def cmd_caption(args: argparse.Namespace) -> int:
     if args.json:
         visual = int(meta.get("video_tokens") or 0) + int(meta.get("image_tokens") or 0)
         print(json.dumps({
-            "caption": out["text"], "visual_tokens": visual, "prompt_tokens": meta["prompt_tokens"],
+            "caption": out["text"].strip(), "visual_tokens": visual, "prompt_tokens": meta["prompt_tokens"],
             "completion_tokens": meta["completion_tokens"], "cached_tokens": meta.get("cached_tokens", 0),
             "finish_reason": meta.get("finish_reason"), "token_kept_ratio": args.token_kept_ratio,
             "num_frames": args.num_frm if kind == "video" else 1, "kind": kind,
         }))
     else:
-        print(out["text"])
+        print(out["text"].strip())
     return 0
 
 

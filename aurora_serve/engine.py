@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from aurora_serve.ckpt.layout import detect_layout, resolve_model_dir, sglang_overrides
-from aurora_serve.errors import AuroraError, InvalidRequestError, ServiceUnavailableError
+from aurora_serve.errors import AuroraError, InvalidRequestError, ModelLoadError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 MODEL_PACKAGE = "aurora_serve.model"
@@ -93,7 +93,12 @@ class AuroraEngine:
         _register_out_of_tree(self.device)
         import sglang
 
-        self.engine = sglang.Engine(**self._engine_kwargs())
+        try:
+            self.engine = sglang.Engine(**self._engine_kwargs())
+        except RuntimeError as e:  # a scheduler that dies while loading reports only its exit code here
+            raise ModelLoadError(
+                f"the SGLang engine failed to start for {self.model_dir}; the scheduler's error is in the log above ({e})"
+            ) from e
         self.tokenizer = self.engine.tokenizer_manager.tokenizer
 
     def _model_dir(self) -> Path:

@@ -76,12 +76,16 @@ class Oracle:
         return self.projector(self.vision(pixels, r, merge_backend="reference"))
 
     @torch.no_grad()
-    def generate(self, text: str, pixels: torch.Tensor, token_kept_ratio: float, max_new_tokens: int) -> tuple[list[int], int]:
-        """``text`` as upstream builds it (one ``<image>`` per frame); returns (greedy ids, prompt length)."""
+    def generate(self, text: str, media: list[tuple[torch.Tensor, float]], max_new_tokens: int) -> tuple[list[int], int]:
+        """Greedy ids and the prompt length.
+
+        ``text`` is the upstream string (one ``<image>`` per frame); ``media`` lists ``(pixels [F,3,S,S], ρ)``
+        per item, in placeholder order — items may use different ratios.
+        """
         ids = self.tokenize(text)
-        feats = self.encode_frames(pixels, token_kept_ratio)
-        if ids.count(IMAGE_TOKEN_INDEX) != feats.shape[0]:
-            raise ValueError("one <image> per frame expected")
+        feats = [f for pixels, rho in media for f in self.encode_frames(pixels, rho)]
+        if ids.count(IMAGE_TOKEN_INDEX) != len(feats):
+            raise ValueError(f"{ids.count(IMAGE_TOKEN_INDEX)} placeholders for {len(feats)} frames")
         embed = self.llm.get_input_embeddings()
         pieces, frame = [], 0
         for tid in ids:

@@ -1,0 +1,1 @@
+"""Media: fetch bytes under limits (``fetch``), decode them into RGB frames (``decode``), CLIP-preprocess (``preprocess``)."""

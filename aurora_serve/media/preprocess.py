@@ -1,0 +1,68 @@
+"""CLIP preprocessing of RGB frames, as AuroraCap's reference pipeline does it.
+
+Legend: F frames, H/W input height/width, S output side (378 for AuroraCap).
+
+Steps (``../shared/reference/auroracap.md`` §6): resize so the short edge is S and the long edge is
+``int(S * long / short)`` (truncated), with Pillow's antialiased bicubic filter; center crop S x S at
+``top = (H' - S) // 2, left = (W' - S) // 2``; scale by 1/255; normalise with OpenAI CLIP's mean/std. The
+reference built a transformers 4.x ``CLIPImageProcessor``, whose only backend was Pillow + NumPy. In
+transformers 5 (5.19 checked) ``CLIPImageProcessor`` is the torchvision backend, and ``AutoImageProcessor``
+picks it whenever torchvision is installed; the Pillow path is ``CLIPImageProcessorPil`` (or
+``backend="pil"``). The torchvision path differs by up to 2 uint8 levels after resizing (max |diff| 0.030
+after normalisation, mean < 1e-4 on the sample media). This module reproduces the Pillow path bit for bit,
+including its float64 scaling before the float32 cast. Casting to the model's dtype (fp16) is the caller's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """``(H', W')`` after the shortest-edge resize: the short edge becomes ``size``, the long one is truncated.
+
+    576x1024 (WxH) → (672, 378); 1280x720 → (378, 672); a square stays square.
+    """
+    if width <= height:
+        return int(size * height / width), size
+    return size, int(size * width / height)
+
+
+def clip_preprocess(
+    frames: np.ndarray,
+    size: int = 378,
+    mean: tuple[float, float, float] = CLIP_MEAN,
+    std: tuple[float, float, float] = CLIP_STD,
+) -> torch.Tensor:
+    """CLIP pixel values for a stack of frames.
+
+    Args:
+        frames: ``(F, H, W, 3)`` uint8 RGB (``decode_video`` / ``decode_image`` output).
+        size: output side S; the short edge is resized to S, then an S x S center crop is taken.
+        mean, std: per-channel normalisation (OpenAI CLIP by default).
+
+    Returns:
+        ``(F, 3, S, S)`` float32, matching transformers' ``CLIPImageProcessorPil`` with
+        ``size={"shortest_edge": S}, crop_size={"height": S, "width": S}, resample=3``.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    if frames.shape[0] == 0:
+        return torch.empty((0, 3, size, size), dtype=torch.float32)
+    height, width = frames.shape[1:3]
+    new_h, new_w = resized_size(height, width, size)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    crops = np.empty((frames.shape[0], size, size, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        # Pillow resizes the whole frame (its bicubic filter reads beyond the crop window), then we crop.
+        resized = Image.fromarray(frame).resize((new_w, new_h), resample=Image.Resampling.BICUBIC)
+        crops[i] = np.asarray(resized)[top : top + size, left : left + size]
+    # float64 then float32 before normalising, as transformers' rescale does: bit-identical output.
+    scaled = (crops.astype(np.float64) * (1 / 255)).astype(np.float32)
+    normalised = (scaled - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2)))
