@@ -8,15 +8,18 @@ num_frames)`` and the frames kept are those at ``linspace(0, T - 1, n)`` truncat
 (presentation) order. The reference reader decodes sequentially from frame 0 to the last sampled index, i.e.
 the whole clip. Here the video's packets are indexed first (demuxing only, no decoding); then, for each
 sampled frame, the decoder seeks to the key frame before it only when that key frame lies beyond the frame
-the decoder would produce next, and decodes forward to the exact frame, identified by its pts. The pixels are
-those sequential decoding produces; where a container does not seek the way its index says, decoding falls
-back to the sequential reader.
+the decoder would produce next, and decodes forward to the exact frame, identified by its pts; frames that
+no other frame references (most B-frames) are skipped on the way. The pixels are those sequential decoding
+produces; where a container does not seek the way its index says, decoding falls back to the sequential
+reader. Costs (benchmarks/bench_decode.py, 1080p H.264, GOP 2 s): ~1/6 of the reference's at 60 s, ~1/50
+at 10 min.
 
 Deliberate differences from the reference reader:
 
 - a frame count of 0 or missing in the metadata (raw streams, many mkv/webm) is counted by demuxing;
   the reference fails there;
-- a container that declares more frames than its packets hold (a truncated upload) uses the packets present;
+- a container that declares more frames than its packets hold (a truncated upload, frames an edit list
+  hides) uses the frames present;
 - the display-matrix rotation is applied, so phone videos come out upright (mirror flags are not applied;
   the decord backend applies neither); images get their EXIF orientation applied;
 - every failure is a typed ``MediaError``; no PyAV, Pillow or decord exception leaks.
@@ -382,8 +385,7 @@ def _decode_decord(source, num_frames, max_frames_total, threads, stats) -> np.n
         frames = reader.get_batch(wanted).asnumpy()
     except (DECORDError, RuntimeError, AssertionError) as exc:  # decord asserts T > 0 on open
         raise MediaError(f"the video could not be decoded by decord ({exc})") from exc
-    stats.frames_decoded = len(wanted)
-    return frames
+    return frames  # stats.frames_decoded stays 0: decord does not say how many frames it decoded
 
 
 # --- shared ---------------------------------------------------------------------------------------------
