@@ -1,0 +1,168 @@
+"""The FastAPI app: routes (thin: parse, one call, respond), error envelopes, lifespan.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/captions``, ``GET /v1/models`` (API keys apply under
+``/v1``), and the unauthenticated operational ones: ``GET /health`` (liveness), ``GET /ready`` (503 while
+loading or draining), ``GET /metrics`` (Prometheus). Every failure before the 200 is an OpenAI error
+envelope ``{"error": {"message", "type", "param", "code"}}`` with its real status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aurora_serve.api.gate import Gate
+from aurora_serve.api.generation import ClientGone, answer_caption, answer_chat
+from aurora_serve.api.metrics import Metrics
+from aurora_serve.api.playground import playground_router
+from aurora_serve.api.protocol import (
+    Caption, CaptionRequest, ChatCompletionRequest, ChatCompletionResponse, ErrorResponse, ModelCard, ModelList,
+)
+from aurora_serve.api.runtime import Runtime
+from aurora_serve.config import ServerSettings
+from aurora_serve.errors import AuroraError, InvalidRequestError
+
+logger = logging.getLogger(__name__)
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 429, 503)}
+SSE = {"text/event-stream": {"schema": {"type": "string", "description": "chat.completion.chunk events"}}}
+FORM_FIELDS = ("url", "prompt", "token_kept_ratio", "num_frames", "max_tokens", "temperature", "stream")
+
+
+def create_app(settings: ServerSettings, engine_factory=None, metrics: Metrics | None = None) -> FastAPI:
+    if engine_factory is None:
+        from aurora_serve.engine import AuroraEngine as engine_factory
+    metrics = metrics or Metrics()
+    runtime = Runtime(settings, metrics, engine_factory)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        starting = asyncio.create_task(runtime.start())  # serve /health and /ready (503) while loading
+        yield
+        await asyncio.wait({starting})  # a thread building the engine cannot be cancelled: let it finish
+        await runtime.stop()
+
+    app = FastAPI(title="aurora-serve", version="0.1.0", lifespan=lifespan,
+                  description="AuroraCap video/image captioning behind an OpenAI-compatible API")
+    app.state.runtime = runtime
+    _add_error_handlers(app)
+    _add_routes(app, runtime, settings)
+    app.include_router(playground_router(settings))
+    app.add_middleware(Gate, api_keys=settings.api_key, max_body_bytes=settings.max_request_bytes, metrics=metrics)
+    return app
+
+
+def _add_routes(app: FastAPI, runtime: Runtime, settings: ServerSettings) -> None:
+    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse,
+              responses={**ERRORS, 200: {"content": SSE}})
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        return await answer_chat(request, runtime, body)
+
+    caption_body = {"required": True, "content": {
+        "application/json": {"schema": CaptionRequest.model_json_schema()},
+        "multipart/form-data": {"schema": _form_schema()},
+    }}
+
+    @app.post("/v1/captions", response_model=Caption, openapi_extra={"requestBody": caption_body},
+              responses={**ERRORS, 200: {"content": SSE}})
+    async def captions(request: Request):
+        body, upload = await _caption_input(request)
+        return await answer_caption(request, runtime, body, upload)
+
+    @app.get("/v1/models", response_model=ModelList, responses=ERRORS)
+    async def models():
+        return ModelList(data=[ModelCard(id=settings.served_model_name, created=runtime.created)])
+
+    @app.get("/health", responses={503: {"model": ErrorResponse}})
+    async def health():
+        runtime.health()
+        return {"status": "ok"}
+
+    @app.get("/ready", responses={503: {"model": ErrorResponse}})
+    async def ready():
+        runtime.readiness()
+        return {"status": "ready"}
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics():
+        return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
+
+
+async def _caption_input(request: Request) -> tuple[CaptionRequest, bytes | None]:
+    """JSON body, or multipart form (``file`` plus the same fields as strings)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=len(FORM_FIELDS) + 1)
+            unknown = sorted(set(form.keys()) - set(FORM_FIELDS) - {"file"})
+            if unknown:
+                raise InvalidRequestError(f"Unrecognized form field(s): {', '.join(unknown)}", param=unknown[0])
+            file = form.get("file")
+            if file is not None and not isinstance(file, UploadFile):
+                raise InvalidRequestError("the form field 'file' must be a file upload", param="file")
+            fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+            upload = await file.read() if file is not None else None
+            return CaptionRequest.model_validate(fields, strict=False), upload
+        if content_type not in ("application/json", ""):
+            raise InvalidRequestError("send application/json or multipart/form-data", code="unsupported_content_type")
+        return CaptionRequest.model_validate_json(await request.body()), None
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False)) from None
+
+
+def _form_schema() -> dict:
+    schema = CaptionRequest.model_json_schema()
+    props = {name: {"type": "string"} for name in FORM_FIELDS}
+    props["file"] = {"type": "string", "format": "binary"}
+    return {"type": "object", "properties": props, "description": schema.get("description", "")}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AuroraError)
+    async def aurora_error(_: Request, exc: AuroraError):
+        headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
+        if exc.status >= 500:  # 503 is the expected answer while loading or draining
+            logger.log(logging.INFO if exc.status == 503 else logging.ERROR, "request failed: %s", exc.message)
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError):
+        return JSONResponse(_validation_message(exc.errors()).to_dict(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        kinds = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}
+        kind = kinds.get(exc.status_code, "invalid_request_error" if exc.status_code < 500 else "server_error")
+        error = {"error": {"message": str(exc.detail), "type": kind, "param": None, "code": None}}
+        return JSONResponse(error, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(_: Request, __: ClientGone):
+        return Response(status_code=499)  # nobody reads it; the status shows in logs and metrics
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception):
+        logger.exception("unhandled error")
+        error = AuroraError("internal server error")
+        return JSONResponse(error.to_dict(), status_code=500)
+
+
+def _validation_message(errors) -> InvalidRequestError:
+    """The first pydantic error as OpenAI words it: a message and the offending parameter path."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "extra_forbidden":
+        return InvalidRequestError(f"Unrecognized request argument supplied: {param}", param=param)
+    if first.get("type") == "json_invalid":
+        return InvalidRequestError("We could not parse the JSON body of your request: "
+                                   f"{first.get('ctx', {}).get('error', 'invalid JSON')}", code="invalid_json")
+    where = f"{param}: " if param else ""
+    return InvalidRequestError(f"{where}{first.get('msg', 'invalid value')}", param=param)

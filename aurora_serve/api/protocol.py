@@ -1,0 +1,251 @@
+"""OpenAI wire models: chat completions (request, response, stream chunk), models list, errors; captions.
+
+Field names and order follow openai-openapi's ``CreateChatCompletionRequest`` (its own block, then the shared
+model-response properties) and ``CreateChatCompletionResponse``; responses validate against OpenAI's schemas.
+Requests are strict (``"0.5"`` is not a number, ``true`` is not 1) and reject unknown fields the way OpenAI
+does ("Unrecognized request argument"), so a misspelt extension never silently falls back to a default.
+
+aurora-serve extensions (grouped at the end of each model, sent by OpenAI SDKs through ``extra_body``):
+
+- ``token_kept_ratio`` (0 < ρ <= 1): share of visual tokens kept per frame by AuroraCap's token merging;
+  top-level (all media of the request) or per part inside ``video_url`` / ``image_url`` (wins).
+- ``num_frames`` (1..--max-frames): frames sampled uniformly from each video; top-level or per ``video_url``.
+- ``ignore_eos``: keep generating to ``max_tokens`` (benchmarks; as in vLLM and SGLang).
+- ``usage.visual_tokens``: visual tokens the media occupied in the prompt (frames × tokens_per_frame(ρ)).
+
+``POST /v1/captions`` is ours: one media item (URL or upload) + an optional prompt → a ``caption`` object,
+or with ``stream`` the same ``chat.completion.chunk`` events as chat (usage always included).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Ratio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Frames = Annotated[int, Field(ge=1)]
+Omit = Field(default=None, exclude_if=lambda v: v is None)  # optional output fields: absent, not null
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --- request ---------------------------------------------------------------------------------------------
+
+
+class ImageURL(_Request):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+    # extension
+    token_kept_ratio: Ratio | None = None
+
+
+class VideoURL(_Request):
+    url: str
+    # extensions
+    token_kept_ratio: Ratio | None = None
+    num_frames: Frames | None = None
+
+
+class TextPart(_Request):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(_Request):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class VideoPart(_Request):
+    type: Literal["video_url"]
+    video_url: VideoURL
+
+
+ContentPart = Annotated[Union[TextPart, ImagePart, VideoPart], Field(discriminator="type")]
+
+
+class ChatMessage(_Request):
+    role: Literal["developer", "system", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+
+class StreamOptions(_Request):
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None
+
+
+class ChatCompletionRequest(_Request):
+    """OpenAI's request; fields this server cannot honour are accepted here and refused by the service
+    with a 400 that names them (so the message says *unsupported*, not *unknown*)."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str
+    modalities: list[str] | None = None
+    reasoning_effort: str | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2, allow_inf_nan=False)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2, allow_inf_nan=False)] | None = None
+    web_search_options: dict[str, Any] | None = None
+    top_logprobs: int | None = None
+    response_format: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+    store: bool | None = None
+    stream: bool | None = False
+    stop: str | list[str] | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    n: int | None = None
+    prediction: dict[str, Any] | None = None
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None
+    service_tier: str | None = None
+    stream_options: StreamOptions | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    function_call: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    verbosity: str | None = None
+    # --- aurora-serve extensions (see the module docstring) ---
+    token_kept_ratio: Ratio | None = None
+    num_frames: Frames | None = None
+    ignore_eos: bool | None = None
+
+
+class CaptionRequest(_Request):
+    """``POST /v1/captions`` as JSON (multipart carries the same fields as form fields plus ``file``)."""
+
+    url: str | None = None  # required unless a file is uploaded (multipart)
+    prompt: str | None = None
+    token_kept_ratio: Ratio | None = None
+    num_frames: Frames | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] | None = None
+    stream: bool | None = False
+
+
+# --- responses -------------------------------------------------------------------------------------------
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
+    # extension: visual tokens the media occupied in the prompt (included in prompt_tokens)
+    visual_tokens: int = 0
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class ResponseMessage(BaseModel):
+    content: str | None
+    refusal: str | None = None
+    role: Literal["assistant"] = "assistant"
+
+
+class Choice(BaseModel):
+    finish_reason: FinishReason
+    index: int = 0
+    message: ResponseMessage
+    logprobs: None = None
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    choices: list[Choice]
+    created: int
+    model: str
+    object: Literal["chat.completion"] = "chat.completion"
+    usage: Usage
+
+
+class Delta(BaseModel):
+    content: str | None = Omit
+    role: Literal["assistant"] | None = Omit
+
+
+class ChunkChoice(BaseModel):
+    delta: Delta
+    finish_reason: FinishReason | None = None
+    index: int = 0
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    choices: list[ChunkChoice]
+    created: int
+    model: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    usage: Usage | None = None  # sent (null, then the totals) only with stream_options.include_usage
+
+
+class Caption(BaseModel):
+    """``POST /v1/captions`` JSON answer (streams use ``ChatCompletionChunk``)."""
+
+    id: str
+    object: Literal["caption"] = "caption"
+    created: int
+    model: str
+    caption: str
+    finish_reason: FinishReason
+    kind: Literal["image", "video"]  # decided from the bytes, never from a name
+    token_kept_ratio: float
+    num_frames: int  # frames used: min(frames in the video, num_frames asked for); 1 for an image
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "aurora-serve"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo
+
+
+# --- from SGLang's meta_info ----------------------------------------------------------------------------
+
+
+def usage_of(meta: dict) -> Usage:
+    prompt, completion = int(meta.get("prompt_tokens") or 0), int(meta.get("completion_tokens") or 0)
+    visual = int(meta.get("video_tokens") or 0) + int(meta.get("image_tokens") or 0)
+    cached = int(meta.get("cached_tokens") or 0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=cached), visual_tokens=visual)
+
+
+def finish_reason_of(meta: dict) -> str:
+    reason = meta.get("finish_reason")
+    kind = reason.get("type") if isinstance(reason, dict) else reason
+    return "length" if kind == "length" else "stop"

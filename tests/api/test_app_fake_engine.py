@@ -1,0 +1,150 @@
+"""The HTTP layer over a scripted fake engine (no SGLang, milliseconds): paths the real tiny model cannot
+be made to take on demand — an engine failure after the 200, a slow start, a failed start."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aurora_serve.api.app import create_app
+from aurora_serve.config import parse_settings
+from aurora_serve.errors import MediaError
+from tests.api.schemas import validate
+
+
+class FakeTokenizer:
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return json.dumps(messages)
+
+
+class FakeEngine:
+    """Streams cumulative text like SGLang 0.5.23; the prompt's words script failures."""
+
+    gate: threading.Event | None = None
+    fail_start = False
+
+    def __init__(self, settings):
+        if FakeEngine.gate is not None:
+            FakeEngine.gate.wait(10)
+        if FakeEngine.fail_start:
+            raise RuntimeError("no weights")
+        self.tokenizer, self.aborted = FakeTokenizer(), []
+
+    async def generate(self, req):
+        return {"text": "", "output_ids": [], "meta_info": {"finish_reason": {"type": "length"}}}
+
+    async def stream(self, req):
+        meta = {"prompt_tokens": 10, "completion_tokens": 1, "cached_tokens": 0, "video_tokens": 0,
+                "finish_reason": None}
+        if "raise-before" in req.prompt:
+            raise MediaError("the video is corrupt")
+        yield {"text": "Hello", "meta_info": dict(meta)}
+        if "raise-mid" in req.prompt:
+            raise MediaError("decoder died mid-stream")
+        if "abort-mid" in req.prompt:
+            yield {"text": "Hello", "meta_info": {**meta, "finish_reason": {
+                "type": "abort", "message": "scheduler out of memory", "status_code": 500}}}
+            return
+        yield {"text": "Hello world", "meta_info": {**meta, "completion_tokens": 2,
+                                                     "finish_reason": {"type": "stop", "matched": 2}}}
+
+    def abort(self, rid):
+        self.aborted.append(rid)
+
+    def check_alive(self):
+        pass
+
+    def shutdown(self):
+        pass
+
+
+@pytest.fixture()
+def client():
+    FakeEngine.gate, FakeEngine.fail_start = None, False
+    app = create_app(parse_settings([], environ={}), engine_factory=FakeEngine)
+    with TestClient(app) as c:
+        _wait(lambda: c.get("/ready").status_code == 200)
+        yield c
+
+
+def _wait(predicate, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def body(text: str, **extra) -> dict:
+    return {"model": "auroracap", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def events(response) -> list:
+    out = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert out[-1] == "[DONE]"
+    return [json.loads(x) for x in out[:-1]]
+
+
+def test_stream_deltas_and_usage(client):
+    r = client.post("/v1/chat/completions", json=body("hi", stream=True, stream_options={"include_usage": True}))
+    chunks = events(r)
+    for chunk in chunks:
+        validate("CreateChatCompletionStreamResponse", chunk)
+    assert [c["choices"][0]["delta"].get("content") for c in chunks[:-1]] == ["", "Hello", " world"]
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 12
+    assert all(c["usage"] is None for c in chunks[:-1])
+
+
+def test_failure_before_the_first_token_is_an_envelope(client):
+    r = client.post("/v1/chat/completions", json=body("raise-before", stream=True))
+    assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+    validate("ErrorResponse", r.json())
+
+
+@pytest.mark.parametrize("script", ["raise-mid", "abort-mid"])
+def test_failure_after_the_200_is_one_error_event_then_done(client, script):
+    r = client.post("/v1/chat/completions", json=body(script, stream=True))
+    assert r.status_code == 200
+    chunks = events(r)
+    errors = [c for c in chunks if "error" in c]
+    assert len(errors) == 1 and chunks[-1] is errors[0]
+    validate("ErrorResponse", errors[0])
+    engine = client.app.state.runtime.engine
+    assert client.app.state.runtime.in_flight == 0
+    assert len(engine.aborted) == (1 if script == "raise-mid" else 0)  # an engine abort is already over
+
+
+def test_non_stream_engine_abort_is_an_envelope(client):
+    r = client.post("/v1/chat/completions", json=body("abort-mid"))
+    assert r.status_code == 500
+    validate("ErrorResponse", r.json())
+    assert r.json()["error"]["message"] == "scheduler out of memory"
+
+
+def test_loading_then_ready():
+    FakeEngine.gate, FakeEngine.fail_start = threading.Event(), False
+    app = create_app(parse_settings([], environ={}), engine_factory=FakeEngine)
+    with TestClient(app) as c:
+        assert c.get("/health").status_code == 200
+        r = c.get("/ready")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "loading"
+        r = c.post("/v1/chat/completions", json=body("hi"))
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        FakeEngine.gate.set()
+        _wait(lambda: c.get("/ready").status_code == 200)
+        answer = c.post("/v1/chat/completions", json=body("hi")).json()
+        assert answer["choices"][0]["message"]["content"] == "Hello world"
+
+
+def test_failed_start_is_unhealthy():
+    FakeEngine.gate, FakeEngine.fail_start = None, True
+    app = create_app(parse_settings([], environ={}), engine_factory=FakeEngine)
+    with TestClient(app) as c:
+        _wait(lambda: c.get("/health").status_code == 503)
+        assert c.get("/ready").json()["error"]["code"] == "failed"
+    FakeEngine.fail_start = False
