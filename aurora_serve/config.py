@@ -54,6 +54,7 @@ class ServerSettings:
     max_request_mb: float | None = None  # None → room for one max-size data: URL + 1 MiB
     max_media_per_request: int = 4
     max_frames: int = 64
+    media_cache_mb: int = 512
     media_connect_timeout: float = 5.0
     media_timeout: float = 30.0
     media_max_redirects: int = 3
@@ -85,6 +86,7 @@ class ServerSettings:
             model_path=self.model_path, device=self.device, dtype=self.dtype,
             context_length=self.context_length, max_running_requests=self.max_running_requests,
             enable_metrics=self.enable_sglang_metrics, hf_offline=self.hf_offline, max_frames=self.max_frames,
+            media_cache_mb=self.media_cache_mb,
             default_token_kept_ratio=self.default_token_kept_ratio, default_num_frames=self.default_num_frames,
             log_level={"debug": "info", "info": "warning"}.get(self.log_level, self.log_level),  # SGLang is chatty
             sglang_args=json.loads(self.sglang_args) if self.sglang_args else {}, **extra,
@@ -166,6 +168,8 @@ OPTIONS: list[tuple[str, Any, str]] = [
     ("max_request_mb", _positive(float), "largest request body, MiB (default: one max-size data: URL + 1 MiB)"),
     ("max_media_per_request", _positive(int), "media parts allowed in one request"),
     ("max_frames", _positive(int), "largest num_frames a request may ask for"),
+    ("media_cache_mb", _non_negative_int, "memory for decoded+preprocessed media, so a repeated video skips "
+     "decoding (0: off)"),
     ("media_connect_timeout", _positive(float), "seconds to connect to a media host"),
     ("media_timeout", _positive(float), "seconds for a whole media download"),
     ("media_max_redirects", _non_negative_int, "redirects followed per media URL"),

@@ -46,6 +46,7 @@ class EngineSettings:
     merge_backend: str = "auto"  # token-merge kernel: "auto" (Triton on CUDA) | "triton" | "reference"
     decode_backend: str = "pyav"  # "pyav" | "decord"
     max_frames: int = 64
+    media_cache_mb: int = 512  # processed-media LRU: a repeated video skips decode + preprocessing (0: off)
     default_token_kept_ratio: float = 0.8
     default_num_frames: int = 8
     log_level: str = "warning"
@@ -69,12 +70,31 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _register_out_of_tree(device: str) -> None:
+def register_out_of_tree(device: str) -> None:
+    """Put AuroraCap's registration (and CPU mode) into the environment.
+
+    SGLang reads these variables when its modules are first imported (``model_config`` builds its
+    multimodal-architecture list at import; ``is_cpu()`` is cached at import), so this must run before any
+    ``sglang`` import in this process; spawned scheduler processes inherit it.
+    """
     os.environ["SGLANG_EXTERNAL_MODEL_PACKAGE"] = MODEL_PACKAGE
     os.environ["SGLANG_EXTERNAL_MM_PROCESSOR_PACKAGE"] = MODEL_PACKAGE
     os.environ["SGLANG_EXTERNAL_MM_MODEL_ARCH"] = ARCH
     if device == "cpu":
         os.environ["SGLANG_USE_CPU_ENGINE"] = "1"
+
+
+def _check_registration(device: str) -> None:
+    """Fail loudly if SGLang was imported before registration: it would serve AuroraCap as text only."""
+    from sglang.srt.configs.model_config import is_multimodal_model
+    from sglang.srt.utils import is_cpu
+
+    if not is_multimodal_model([ARCH]) or (device == "cpu") != is_cpu():
+        raise RuntimeError(
+            "sglang was imported before aurora-serve registered AuroraCap (SGLang reads its SGLANG_EXTERNAL_* and "
+            "SGLANG_USE_CPU_ENGINE variables at import time); call aurora_serve.engine.register_out_of_tree(device) "
+            "before importing sglang"
+        )
 
 
 def _safe_sigquit(signum, frame):  # a failing child must not SIGKILL the serving process (sglang default)
@@ -90,7 +110,8 @@ class AuroraEngine:
         self.device = settings.device if settings.device != "auto" else ("cuda" if _cuda_available() else "cpu")
         self.model_dir = self._model_dir()
         self.layout = detect_layout(self.model_dir)
-        _register_out_of_tree(self.device)
+        register_out_of_tree(self.device)
+        _check_registration(self.device)
         import sglang
 
         try:
@@ -116,7 +137,8 @@ class AuroraEngine:
         s = self.settings
         runtime = {
             "merge_backend": s.merge_backend, "decode_backend": s.decode_backend, "max_frames": s.max_frames,
-            "default_token_kept_ratio": s.default_token_kept_ratio, "default_num_frames": s.default_num_frames,
+            "media_cache_mb": s.media_cache_mb, "default_token_kept_ratio": s.default_token_kept_ratio,
+            "default_num_frames": s.default_num_frames,
         }
         kw: dict[str, Any] = {
             "model_path": str(self.model_dir),
@@ -129,7 +151,10 @@ class AuroraEngine:
         if self.device == "cpu":
             kw.update(device="cpu", attention_backend="torch_native", disable_cuda_graph=True,
                       dtype="float32" if s.dtype == "auto" else s.dtype, mem_fraction_static=0.05,
-                      max_total_tokens=65536)
+                      max_total_tokens=65536,
+                      # An idle scheduler otherwise spins a whole core, which the vision tower needs on CPU;
+                      # it sleeps in a zmq poll and wakes on the next request.
+                      sleep_on_idle=True)
         elif s.dtype != "auto":
             kw["dtype"] = s.dtype
         for name in ("context_length", "max_total_tokens", "mem_fraction_static", "max_running_requests"):

@@ -6,6 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from aurora_serve.engine import register_out_of_tree
+
+# Before collection imports sglang anywhere: SGLang reads its registration variables at import time, and the
+# in-process engine of tests/engine runs on CPU.
+register_out_of_tree("cpu")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MEDIA = REPO.parent / "shared" / "media"
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from sglang.srt.managers.mm_utils import hash_feature
 from sglang.srt.managers.schedule_batch import Modality, MultimodalDataItem, MultimodalProcessorOutput
 from sglang.srt.multimodal.cache import resolve_multimodal_item_hash
 from sglang.srt.multimodal.processors.base_processor import BaseMultimodalProcessor
@@ -31,6 +32,7 @@ from aurora_serve.media.decode import load_frames
 from aurora_serve.media.preprocess import clip_preprocess
 from aurora_serve.model.auroracap import AuroraCapForConditionalGeneration
 from aurora_serve.model.config import AuroraSpec
+from aurora_serve.model.media_cache import ProcessedMediaCache, media_digest
 from aurora_serve.model.prompt import MediaSlot, expand_prompt
 from aurora_serve.model.token_count import validate_ratio
 
@@ -50,6 +52,7 @@ class PreparedMedia:
     request: MediaRequest
     pixels: torch.Tensor  # [F, 3, S, S] float32
     tokens_per_frame: int
+    pixel_hash: int  # content hash of the pixels (SGLang's hash_feature), before ρ/F are folded in
 
 
 class AuroraCapProcessor(BaseMultimodalProcessor):
@@ -62,6 +65,7 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
         self.text_tokenizer = getattr(_processor, "tokenizer", _processor)
         self.decode_backend = extra.get("decode_backend", "pyav")
         self.max_frames = int(extra.get("max_frames", 64))
+        self.media_cache = ProcessedMediaCache(int(extra.get("media_cache_mb", 512)) * 1024 * 1024)
 
     async def process_mm_data_async(self, image_data, audio_data, input_text, request_obj, **kwargs):
         videos = list(getattr(request_obj, "video_data", None) or [])
@@ -132,9 +136,15 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
         return MediaRequest(kind, _resolve_source(source), ratio, frames)
 
     def _prepare(self, req: MediaRequest) -> PreparedMedia:
-        frames = load_frames(req.source, req.kind, req.num_frames, self.decode_backend)
-        pixels = clip_preprocess(frames, size=self.spec.vision.image_size)
-        return PreparedMedia(req, pixels, self.spec.vision.tokens_per_frame(req.token_kept_ratio))
+        size = self.spec.vision.image_size
+        key = f"{media_digest(req.source)}:{req.kind}:{req.num_frames}:{size}:{self.decode_backend}"
+        cached = self.media_cache.get(key)
+        if cached is None:
+            frames = load_frames(req.source, req.kind, req.num_frames, self.decode_backend)
+            pixels = clip_preprocess(frames, size=size)
+            cached = (pixels, hash_feature(pixels))
+            self.media_cache.put(key, *cached)
+        return PreparedMedia(req, cached[0], self.spec.vision.tokens_per_frame(req.token_kept_ratio), cached[1])
 
     def _item(self, p: PreparedMedia, offsets: list[tuple[int, int]]) -> MultimodalDataItem:
         modality = Modality.IMAGE if p.request.kind == "image" else Modality.VIDEO
@@ -151,7 +161,7 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
             "image_size": self.spec.vision.image_size,
         }
         ns = "sha256:" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        item.hash = resolve_multimodal_item_hash(feature=p.pixels, namespace=ns)
+        item.hash = resolve_multimodal_item_hash(existing_hash=p.pixel_hash, namespace=ns)
         return item
 
 

@@ -51,3 +51,15 @@ def test_registration_through_the_external_variables_in_a_fresh_interpreter():
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert lines[-2:] == ["True", "['AuroraCapProcessor']"], out.stdout + out.stderr[-2000:]
+
+
+def test_engine_refuses_to_start_when_sglang_was_imported_before_registration():
+    """SGLang reads SGLANG_EXTERNAL_MM_MODEL_ARCH at import: late registration would serve text only, silently."""
+    code = ("import sglang.srt.configs.model_config\n"
+            "from aurora_serve.engine import _check_registration, register_out_of_tree\n"
+            "register_out_of_tree('cpu')\n"
+            "try:\n    _check_registration('cpu')\nexcept RuntimeError as e:\n    print('refused:', e)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SGLANG_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "refused: sglang was imported before aurora-serve registered AuroraCap" in out.stdout

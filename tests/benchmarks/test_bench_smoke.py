@@ -1,0 +1,149 @@
+"""Smoke tests for the benchmark scripts (seconds, no SGLang): load_test end to end against the real HTTP app
+over a scripted engine on loopback, the loopback guard, the statistics, and perf_ratios' verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from aurora_serve.api.app import create_app
+from aurora_serve.config import parse_settings
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import load_test  # noqa: E402
+import loadgen  # noqa: E402
+import perf_ratios  # noqa: E402
+
+
+class Tokenizer:
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return json.dumps(messages)
+
+
+class ScriptedEngine:
+    """Streams ``max_new_tokens`` words, one per 2 ms, with SGLang 0.5.23's cumulative text and meta_info."""
+
+    def __init__(self, settings):
+        self.tokenizer = Tokenizer()
+
+    async def stream(self, req):
+        n = req.sampling_params.get("max_new_tokens") or 4
+        visual = sum(v["num_frames"] * 10 for v in req.videos) + 10 * len(req.images)
+        for i in range(1, n + 1):
+            await asyncio.sleep(0.002)
+            meta = {"prompt_tokens": 20 + visual, "completion_tokens": i, "cached_tokens": 0,
+                    "video_tokens": visual, "finish_reason": {"type": "length", "length": n} if i == n else None}
+            yield {"text": " word" * i, "meta_info": meta}
+
+    async def generate(self, req):
+        return {"text": "", "output_ids": [], "meta_info": {"finish_reason": {"type": "length"}}}
+
+    def abort(self, rid):
+        pass
+
+    def check_alive(self):
+        pass
+
+    def shutdown(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(parse_settings([], environ={}), engine_factory=ScriptedEngine)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not (server.started and app.state.runtime.phase == "ready"):
+        assert time.time() < deadline, "the app did not become ready"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_load_test_quick_end_to_end(base_url, tmp_path):
+    out = tmp_path / "load.json"
+    load_test.main(["--base-url", base_url, "--quick", "--workloads", "images+videos", "--rates", "20",
+                    "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["command"] and report["machine"]["cpu_count"]
+    points = report["points"]
+    assert [(p["mode"], p["level"]) for p in points] == [("closed", 1), ("closed", 2), ("open", 20.0)]
+    for p in points:
+        assert p["ok"] == p["requests"] == 4 and p["errors"] == {}
+        assert p["output_tokens"] == 4 * 8 and p["visual_tokens_per_s"] > 0
+        assert 0 < p["ttft_s"]["p50"] <= p["e2e_s"]["p99"] and p["itl_s"]["p50"] > 0 and p["tpot_s"]["p90"] > 0
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_errors_are_counted_by_type(base_url):
+    from openai import AsyncOpenAI
+
+    async def go():
+        client = AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+        item = loadgen.Media("video", b"not a video")
+        bad = await loadgen.chat_once(client, "no-such-model", item, max_tokens=2, num_frames=2, ratio=0.5,
+                                      ignore_eos=True)
+        await client.close()
+        return bad
+
+    result = asyncio.run(go())
+    assert not result.ok and result.error == "http_404"
+    assert loadgen.summarize([result], 1.0)["errors"] == {"http_404": 1}
+
+
+def test_refuses_non_loopback_targets():
+    loadgen.check_loopback("http://127.0.0.1:8000/v1", allow_remote=False)
+    loadgen.check_loopback("http://[::1]:8000/v1", allow_remote=False)
+    with pytest.raises(SystemExit, match="allow-remote"):
+        loadgen.check_loopback("http://192.0.2.10:8000/v1", allow_remote=False)  # TEST-NET-1: never contacted
+    loadgen.check_loopback("http://192.0.2.10:8000/v1", allow_remote=True)
+
+
+def test_workloads_reuse_what_they_should(tmp_path):
+    media = loadgen.MediaFactory(loadgen.ClipSpec(1, 64, 48), cache_dir=tmp_path)
+    keys = lambda kind: [m.key for m in loadgen.requests(kind, 6, media, repeat_share=0.5, repeat_pool=1)]  # noqa: E731
+    assert len(set(keys("unique"))) == 6 and len(set(keys("repeated"))) == 1
+    assert [m.kind for m in loadgen.requests("images+videos", 4, media)] == ["image", "video", "image", "video"]
+    mixed = keys("mixed")
+    assert 1 < len(set(mixed)) < 6
+
+
+def test_summary_statistics():
+    r = loadgen.Result("video", start=0.0, first=1.0, end=3.0, chunk_times=[1.0, 2.0, 3.0], completion_tokens=3,
+                       prompt_tokens=100, cached_tokens=50, visual_tokens=80)
+    s = loadgen.summarize([r, loadgen.Result("video", 0.0, error="deadline")], wall_s=4.0)
+    assert s["ok"] == 1 and s["errors"] == {"deadline": 1}
+    assert s["ttft_s"]["p50"] == 1.0 and s["tpot_s"]["p50"] == 1.0 and s["itl_s"]["p99"] == 1.0
+    assert s["output_tokens_per_s"] == 0.75 and s["visual_tokens_per_s"] == 20.0 and s["cached_prompt_share"] == 0.5
+
+
+def test_perf_ratio_verdicts():
+    rnd = lambda http, direct, b: {"http": {"throughput": {"requests_per_s": http},  # noqa: E731
+                                            "ttft_repeats": [{"ratio": b}]}, "direct": {"requests_per_s": direct}}
+    out = perf_ratios.ratios({"requests_per_s": 0.5}, [rnd(5.0, 5.0, 0.1), rnd(4.0, 5.0, 0.3), rnd(6.0, 6.0, 0.1)])
+    assert out["A_server_c16_over_sequential_pytorch"] == {"value": 10.0, "target": ">= 8.0", "met": True}
+    assert out["B_ttft_repeated_over_first"]["value"] == 0.1 and out["B_ttft_repeated_over_first"]["met"]
+    assert out["C_http_over_direct_engine"]["value"] == 1.0 and out["C_http_over_direct_engine"]["met"]
+    slow = perf_ratios.ratios({"requests_per_s": 1.0}, [rnd(2.0, 4.0, 0.5)])
+    assert [slow[name]["met"] for name in perf_ratios.TARGETS] == [False, False, False]
+    assert out["cross_check"]["per_round_C"] == [1.0, 0.8, 1.0]
