@@ -8,13 +8,17 @@ PY := $(VENV)/bin/python
 env:
 	@bash scripts/make_env.sh
 
+# `python -m` from the checkout, not .venv/bin/aurora-serve: the cached env is shared by every clone on the
+# machine and its editable install points at whichever clone ran `make env` last; the checkout's own package
+# comes first on sys.path this way.
+
 # The main job: serve AuroraCap (the embedded tiny model unless AURORA_MODEL_PATH is set).
 serve: env
-	$(VENV)/bin/aurora-serve serve
+	$(PY) -m aurora_serve serve
 
 # One-shot caption of the shared sample video through the SGLang engine.
 caption: env
-	$(VENV)/bin/aurora-serve caption --visual-input ../shared/media/xU25MMA2N4aVtYay.mp4 \
+	$(PY) -m aurora_serve caption --visual-input ../shared/media/xU25MMA2N4aVtYay.mp4 \
 	  --prompt "Describe the video in detail." --num-frm 8 --token-kept-ratio 0.2 --max-new-tokens 32
 
 test: env
