@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import uuid
 from dataclasses import dataclass, field
@@ -125,10 +126,13 @@ class AuroraEngine:
     def _model_dir(self) -> Path:
         s = self.settings
         if s.model_path is None:
-            from aurora_serve.ckpt.tiny import make_tiny
+            from aurora_serve.ckpt.tiny import FINGERPRINT_FILE, make_tiny, tiny_fingerprint
 
             tiny = Path(s.tiny_model_dir)
-            if not (tiny / "config.json").is_file():
+            stamp = tiny / FINGERPRINT_FILE
+            # Rebuilt when the generator changes, so a cached tiny model never outlives the code that made it.
+            if not stamp.is_file() or stamp.read_text() != tiny_fingerprint():
+                shutil.rmtree(tiny, ignore_errors=True)
                 make_tiny(tiny, "xtuner")
             return tiny
         return resolve_model_dir(s.model_path, cache_dir=s.hf_cache_dir, offline=s.hf_offline)

@@ -77,7 +77,10 @@ def test_make_serve_serves_the_embedded_model(tmp_path):
 
 
 def test_make_test_runs_the_suite_runner():
-    env = {**os.environ, "PYTEST_ARGS": "-k test_published_table -p no:cacheprovider"}
-    proc = subprocess.run(["make", "-s", "test"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    # The selection goes on make's command line and the outer make's MAKEFLAGS are dropped: a PYTEST_ARGS given
+    # to an outer `make test` would otherwise reach this nested make and rerun the whole suite (recursively).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTEST_ARGS")}
+    cmd = ["make", "-s", "test", "PYTEST_ARGS=-k test_published_table -p no:cacheprovider"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "12 passed" in proc.stdout

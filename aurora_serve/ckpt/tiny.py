@@ -52,6 +52,16 @@ def make_tokenizer(out: Path, seed: int, vocab_size: int) -> int:
     return tok.get_vocab_size()
 
 
+FINGERPRINT_FILE = ".aurora-tiny-fingerprint"
+
+
+def tiny_fingerprint() -> str:
+    """Identifies the generator (this file + the chat template): a cached tiny model is rebuilt when it changes."""
+    import hashlib
+
+    return hashlib.sha256(Path(__file__).read_bytes() + CHAT_TEMPLATE.encode()).hexdigest()[:16]
+
+
 def _normal(gen: torch.Generator, *shape: int, std: float) -> torch.Tensor:
     return torch.randn(*shape, generator=gen) * std
 
@@ -140,6 +150,7 @@ def make_tiny(out: str | Path, layout: str = "xtuner", seed: int = 0, vision_wid
         import shutil
 
         shutil.rmtree(xt)
+    (out / FINGERPRINT_FILE).write_text(tiny_fingerprint())
     return out
 
 
