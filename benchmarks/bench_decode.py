@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from aurora_serve.media.decode import DEFAULT_THREADS, DecodeStats, decode_video  # noqa: E402
+from provenance import git_state, machine  # noqa: E402
 
 FPS, GOP_SECONDS, PRESET = 30, 2, "superfast"
 
@@ -122,17 +122,6 @@ def _relative(path: str) -> str:
 
 
 def environment() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        except OSError:
-            return None
-
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    ) if Path("/proc/cpuinfo").exists() else platform.processor()
     try:
         import decord
 
@@ -140,14 +129,8 @@ def environment() -> dict:
     except ImportError:
         decord_version = None
     return {
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--", "aurora_serve/media", "benchmarks")),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu": cpu,
-            "cpu_count": os.cpu_count(),
-            "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        },
+        **git_state("aurora_serve/media", "benchmarks"),
+        "machine": machine(load_average=False),
         "versions": {
             "python": platform.python_version(),
             "av": av.__version__,

@@ -20,7 +20,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from aurora_serve.kernels.tome_ref import bipartite_merge_ref, merge_count  # noqa: E402
+from provenance import git_state  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 TARGETS = {"speedup_vs_reference": 5.0, "copy_bandwidth_fraction": 0.60, "layer_share": 0.03}
@@ -155,17 +155,13 @@ def implementations(device: torch.device, use_compile: bool) -> dict:
 
 
 def environment(device: torch.device) -> dict:
-    def git(*cmd):
-        return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
     versions = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda}
     if device.type == "cuda":
         import triton
 
         versions["triton"] = triton.__version__
     return {
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--", "aurora_serve/kernels", "benchmarks/bench_tome.py")),
+        **git_state("aurora_serve/kernels", "benchmarks/bench_tome.py"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "versions": versions,
     }

@@ -17,7 +17,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from aurora_serve.model.config import VisionConfig  # noqa: E402
 from aurora_serve.model.token_count import merge_r, tokens_per_frame  # noqa: E402
 from aurora_serve.model.vision import AuroraVisionTower  # noqa: E402
+from provenance import git_state  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 RATIOS = (1.0, 0.5, 0.2, 0.1)
@@ -56,8 +56,8 @@ def time_median(fn, device: torch.device, reps: int) -> float:
 
 
 def environment(device: torch.device) -> dict:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    env = {"command": " ".join(sys.argv), "git_commit": commit, "torch": torch.__version__,
+    env = {"command": " ".join(sys.argv), **git_state("aurora_serve/model", "aurora_serve/kernels", "benchmarks"),
+           "torch": torch.__version__,
            "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor()}
     if device.type == "cuda":
         import triton

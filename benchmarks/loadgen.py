@@ -20,11 +20,9 @@ import hashlib
 from importlib import metadata
 import io
 import ipaddress
-import os
 import platform
 import random
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,8 @@ from urllib.parse import urlparse
 
 import av
 import numpy as np
+
+from provenance import git_state, machine
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = ("unique", "repeated", "mixed", "images+videos")
@@ -247,16 +247,6 @@ def summarize(results: list[Result], wall_s: float) -> dict:
 
 
 def environment() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        except OSError:
-            return None
-
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
     versions = {"python": platform.python_version(), "av": av.__version__, "numpy": np.__version__}
     for name in ("torch", "sglang", "openai", "transformers"):
         try:
@@ -264,11 +254,8 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--", "aurora_serve", "benchmarks")),
-        "machine": {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-                    "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                    "load_average": os.getloadavg()},
+        **git_state("aurora_serve", "benchmarks"),
+        "machine": machine(),
         "versions": versions,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
