@@ -120,7 +120,7 @@ async def fetch_media(url: str, limits: FetchLimits, *, resolver=None, transport
     ``transport``: an httpx async transport (tests)."""
     scheme = url.split(":", 1)[0].strip().lower() if ":" in url else ""
     if scheme == "data" and "data" in limits.allowed_schemes:
-        return _decode_data_url(url, limits)
+        return decode_data_url(url, limits)
     if scheme == "file":
         return await _read_file_url(url, limits)
     _check_scheme(scheme, limits, url_kind="media URL")
@@ -138,7 +138,8 @@ def _check_scheme(scheme: str, limits: FetchLimits, url_kind: str) -> None:
         raise error(f"unsupported URL scheme {scheme + ':' if scheme else '(none)'} in {url_kind}; allowed: {allowed}")
 
 
-def _decode_data_url(url: str, limits: FetchLimits) -> bytes:
+def decode_data_url(url: str, limits: FetchLimits) -> bytes:
+    """A base64 ``data:`` URL's bytes; the payload size is checked before anything is decoded."""
     header, comma, payload = url.partition(",")
     if not comma or not header.lower().endswith(";base64"):
         raise InvalidRequestError("data: URLs must be base64-encoded (data:<type>;base64,<payload>)")

@@ -13,7 +13,6 @@ URLs are fetched by the aurora-serve front end (with its address and size guards
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from sglang.srt.multimodal.processors.base_processor import BaseMultimodalProces
 
 from aurora_serve.errors import InvalidRequestError, MediaError
 from aurora_serve.media.decode import load_frames
+from aurora_serve.media.fetch import FetchLimits, decode_data_url
 from aurora_serve.media.preprocess import clip_preprocess
 from aurora_serve.model.auroracap import AuroraCapForConditionalGeneration
 from aurora_serve.model.config import AuroraSpec
@@ -37,6 +37,7 @@ from aurora_serve.model.prompt import MediaSlot, expand_prompt
 from aurora_serve.model.token_count import validate_ratio
 
 OPTION_KEYS = ("token_kept_ratio", "num_frames")
+DATA_URL_LIMITS = FetchLimits()  # engine callers' data: URLs get the front end's default size caps
 
 
 @dataclass(frozen=True)
@@ -172,13 +173,7 @@ def _resolve_source(source: Any) -> bytes | str:
     if not isinstance(source, str):
         raise InvalidRequestError(f"unsupported media item type {type(source).__name__}")
     if source.startswith("data:"):
-        header, _, payload = source.partition(",")
-        if ";base64" not in header:
-            raise MediaError("data: URLs must be base64-encoded")
-        try:
-            return base64.b64decode(payload, validate=True)
-        except ValueError:
-            raise MediaError("data: URL payload is not valid base64") from None
+        return decode_data_url(source, DATA_URL_LIMITS)
     if source.startswith("file://"):
         source = source[len("file://"):]
     if "://" in source:

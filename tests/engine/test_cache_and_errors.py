@@ -112,3 +112,16 @@ def test_bad_options_are_invalid_request_errors(engine, run, opts, param):
     with pytest.raises(InvalidRequestError) as err:
         run(engine.generate(req))
     assert err.value.param == param
+
+
+def test_engine_accepts_data_urls_and_rejects_bad_ones(engine, run):
+    import base64
+
+    data = make_video(None, frames=8, seed=33)
+    url = "data:video/mp4;base64," + base64.b64encode(data).decode()
+    as_url = run(engine.generate(video_req(engine, url, 0.5, frames=2, max_new=3)))
+    as_bytes = run(engine.generate(video_req(engine, data, 0.5, frames=2, max_new=3)))
+    assert as_url["output_ids"] == as_bytes["output_ids"]
+    assert as_url["meta_info"]["video_tokens"] == 2 * tokens_per_frame(0.5)
+    with pytest.raises(InvalidRequestError, match="base64"):
+        run(engine.generate(video_req(engine, "data:video/mp4;base64,@@not-base64@@", 0.5)))
