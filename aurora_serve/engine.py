@@ -8,7 +8,6 @@ spawned scheduler starts), turns on SGLang's CPU engine where CUDA is absent, re
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -205,6 +204,3 @@ class AuroraEngine:
     def shutdown(self) -> None:
         self.engine.shutdown()
 
-
-def settings_replace(settings: EngineSettings, **changes) -> EngineSettings:
-    return dataclasses.replace(settings, **changes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from aurora_serve.ckpt.layout import detect_layout, resolve_model_dir, write_hf_from_xtuner, write_xtuner_from_hf
+from aurora_serve.ckpt.layout import detect_layout, resolve_model_dir, write_xtuner_from_hf
 from aurora_serve.errors import ModelLoadError
 from aurora_serve.media.decode import load_frames
 from aurora_serve.media.preprocess import clip_preprocess
