@@ -53,7 +53,9 @@ def test_make_serve_serves_the_embedded_model(tmp_path):
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_ready(port, proc)
-        body = json.dumps({"url": "data:video/mp4;base64," + base64.b64encode(make_video(None, frames=12, seed=50)).decode(), "num_frames": 2, "token_kept_ratio": 0.2, "max_tokens": 4})
+        video = base64.b64encode(make_video(None, frames=12, seed=50)).decode()
+        body = json.dumps({"url": "data:video/mp4;base64," + video, "num_frames": 2, "token_kept_ratio": 0.2,
+                           "max_tokens": 4})
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/captions", data=body.encode(),
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=120) as r:
