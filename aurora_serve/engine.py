@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from aurora_serve.ckpt.layout import detect_layout, resolve_model_dir, sglang_overrides
+from aurora_serve.ckpt.layout import detect_layout, llava_view, resolve_model_dir, sglang_overrides
 from aurora_serve.errors import AuroraError, InvalidRequestError, ModelLoadError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -114,9 +114,15 @@ class AuroraEngine:
         _check_registration(self.device)
         import sglang
 
+        # What SGLang reads: the checkpoint itself, or a view of it whose config transformers can load.
+        self._view = llava_view(self.model_dir) if self.layout == "hf" else None
         try:
             self.engine = sglang.Engine(**self._engine_kwargs())
-        except RuntimeError as e:  # a scheduler that dies while loading reports only its exit code here
+        except BaseException as e:
+            self._remove_view()
+            if not isinstance(e, RuntimeError):
+                raise
+            # a scheduler that dies while loading reports only its exit code here
             raise ModelLoadError(
                 f"the SGLang engine failed to start for {self.model_dir}; the scheduler's error is in the log above ({e})"
             ) from e
@@ -144,7 +150,7 @@ class AuroraEngine:
             "default_num_frames": s.default_num_frames,
         }
         kw: dict[str, Any] = {
-            "model_path": str(self.model_dir),
+            "model_path": str(self._view or self.model_dir),
             "json_model_override_args": json.dumps(sglang_overrides(self.model_dir, self.layout, runtime)),
             "random_seed": s.random_seed, "tp_size": s.tp_size, "enable_metrics": s.enable_metrics,
             "log_level": s.log_level, "enable_cache_report": True,
@@ -202,5 +208,13 @@ class AuroraEngine:
             raise ServiceUnavailableError("the SGLang engine lost a child process")
 
     def shutdown(self) -> None:
-        self.engine.shutdown()
+        try:
+            self.engine.shutdown()
+        finally:
+            self._remove_view()
+
+    def _remove_view(self) -> None:
+        if self._view is not None:
+            shutil.rmtree(self._view, ignore_errors=True)
+            self._view = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from aurora_serve.ckpt.layout import detect_layout, resolve_model_dir, write_xtuner_from_hf
+from aurora_serve.ckpt.layout import detect_layout, llava_view, resolve_model_dir, sglang_overrides, write_xtuner_from_hf
 from aurora_serve.errors import ModelLoadError
 from aurora_serve.media.decode import load_frames
 from aurora_serve.media.preprocess import clip_preprocess
@@ -29,12 +30,28 @@ def caption(model: Path | str, media: Path, *extra: str, env=None) -> subprocess
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
+def hf_fork_copy(tiny_hf: Path, dst: Path) -> Path:
+    """The HF layout as the authors' transformers fork declares it (auroracap.md §3.2): model_type ``aurora``,
+    which transformers does not know, the fork's architecture, its -200 sentinel and select strategy."""
+    shutil.copytree(tiny_hf, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config.update(model_type="aurora", architectures=["AuroraForConditionalGeneration"], image_token_index=-200,
+                  vision_feature_select_strategy="full")
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
 @pytest.mark.engine
-def test_caption_json_on_hf_layout_matches_oracle_on_xtuner_layout(tiny_xtuner, tiny_hf, tmp_path):
+@pytest.mark.parametrize("variant", ["hf", "hf-fork"])
+def test_caption_json_on_hf_layout_matches_oracle_on_xtuner_layout(tiny_xtuner, tiny_hf, tmp_path, variant):
+    model = tiny_hf if variant == "hf" else hf_fork_copy(tiny_hf, tmp_path / "fork")
     video = tmp_path / "v.mp4"
     make_video(video, frames=25, seed=40)
-    proc = caption(tiny_hf, video, "--json")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = caption(model, video, "--json", env={**os.environ, "TMPDIR": str(tmp)})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list(tmp.glob("aurora-llava-view-*"))  # the fork's config view is removed at shutdown
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     oracle = Oracle(tiny_xtuner)
     pixels = clip_preprocess(load_frames(str(video), "video", 4))
@@ -60,6 +77,28 @@ def test_missing_and_unexpected_keys_are_named(tiny_xtuner, tmp_path):
     proc = caption(broken, video)
     assert proc.returncode != 0
     assert "projector.linear_2.bias" in proc.stderr and "model.9.weight" in proc.stderr
+
+
+def test_llava_view_of_the_fork_layout(tiny_hf, tmp_path):
+    assert llava_view(tiny_hf) is None  # model_type llava: SGLang reads the checkpoint itself
+    fork = hf_fork_copy(tiny_hf, tmp_path / "fork")
+    view = llava_view(fork)
+    try:
+        config = json.loads((view / "config.json").read_text())
+        assert config["model_type"] == "llava"
+        assert config == {**json.loads((fork / "config.json").read_text()), "model_type": "llava"}
+        assert {p.name for p in view.iterdir()} == {p.name for p in fork.iterdir()}
+        for p in fork.iterdir():
+            if p.name != "config.json":
+                assert (view / p.name).resolve() == p.resolve()
+        assert json.loads((fork / "config.json").read_text())["model_type"] == "aurora"  # the original is untouched
+        # The -200 sentinel is no vocabulary id: the placeholder comes from the tokenizer's <image>.
+        from transformers import AutoTokenizer
+
+        want = AutoTokenizer.from_pretrained(str(fork)).convert_tokens_to_ids("<image>")
+        assert sglang_overrides(fork, "hf", {})["aurora"]["image_token_id"] == want
+    finally:
+        shutil.rmtree(view)
 
 
 def test_convert_round_trip_keeps_every_tensor(tiny_xtuner, tmp_path):

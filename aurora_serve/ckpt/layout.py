@@ -6,6 +6,11 @@ vision config + ``vision_model.*`` weights; ``projector/`` = ``model.0`` / ``mod
 HF (what ``convert --to hf`` writes; LLaVA-HF names): one ``config.json`` with ``model_type: llava``,
 ``vision_config``, ``text_config``, ``image_token_index`` (an ``<image>`` token added to the tokenizer;
 the LLM vocabulary is left unpadded so both layouts compute the same logits).
+The authors' HF repos (for their transformers fork) declare ``model_type: aurora``, which transformers does
+not know, and may keep the fork's sentinel ``image_token_index`` (-200); the weight names are LLaVA-HF's. SGLang
+gets such a checkpoint through :func:`llava_view` (the same files, ``config.json`` saying ``llava``), and the
+placeholder id then comes from the tokenizer. The fork's ``vision_feature_select_strategy: full`` (keep CLS)
+is ignored on purpose: AuroraCap's reference drops every frame's CLS (auroracap.md §10.1).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -72,8 +78,30 @@ def sglang_overrides(model_dir: Path, layout: str, runtime: dict) -> dict:
         aurora["vision_config"] = json.loads((model_dir / "visual_encoder" / "config.json").read_text())
         aurora["image_token_id"] = placeholder_id(AutoTokenizer.from_pretrained(str(model_dir)))
     else:
-        aurora = {**json.loads((model_dir / "config.json").read_text()).get("aurora", {}), **aurora}
+        config = json.loads((model_dir / "config.json").read_text())
+        aurora = {**config.get("aurora", {}), **aurora}
+        token_index = config.get("image_token_index")
+        if "image_token_id" not in aurora and (not isinstance(token_index, int) or token_index < 0):
+            from transformers import AutoTokenizer  # the fork's -200 sentinel is no vocabulary id
+
+            aurora["image_token_id"] = placeholder_id(AutoTokenizer.from_pretrained(str(model_dir)))
     return {"architectures": [ARCH], "aurora": aurora}
+
+
+def llava_view(model_dir: Path) -> Path | None:
+    """For an HF-layout checkpoint whose ``model_type`` is not ``llava`` (the fork's ``aurora``): a temporary
+    directory of links to its files with a ``config.json`` that says ``llava``, because SGLang reads configs
+    through ``AutoConfig``. None when the checkpoint needs no view. The caller removes the directory."""
+    config = json.loads((model_dir / "config.json").read_text())
+    if config.get("model_type") == "llava":
+        return None
+    view = Path(tempfile.mkdtemp(prefix="aurora-llava-view-"))
+    for item in model_dir.iterdir():
+        if item.name != "config.json":
+            (view / item.name).symlink_to(item.resolve())
+    config["model_type"] = "llava"
+    (view / "config.json").write_text(json.dumps(config, indent=2))
+    return view
 
 
 def _load_all(folder: Path) -> dict[str, torch.Tensor]:
