@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from aurora_serve.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
-from aurora_serve.media import decode
+from aurora_serve.media import seek as seek_mod
+from aurora_serve.media import source as source_mod
 from aurora_serve.media.decode import DecodeStats, decode_image, decode_video, load_frames, sample_indices
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
@@ -220,13 +221,13 @@ def test_raw_h264_without_timestamps_falls_back_to_sequential():
 
 
 def test_container_that_lands_off_index_falls_back_to_sequential(monkeypatch, clip):
-    real = decode._index_packets
+    real = seek_mod._index_packets
 
     def shifted(container, stream):  # an index whose pts match no decoded frame
         index = real(container, stream)
-        return decode._PacketIndex(index.count, [p + 1 for p in index.pts], index.key_ordinals)
+        return seek_mod._PacketIndex(index.count, [p + 1 for p in index.pts], index.key_ordinals)
 
-    monkeypatch.setattr(decode, "_index_packets", shifted)
+    monkeypatch.setattr(seek_mod, "_index_packets", shifted)  # looked up by seek.decode_pyav
     stats = DecodeStats()
     frames = decode_video(clip, 8, stats=stats)
     assert stats.strategy == "sequential"
@@ -327,7 +328,7 @@ def test_frame_count_limit(clip):
 
 
 def test_resolution_limit(monkeypatch, clip):
-    monkeypatch.setattr(decode, "MAX_SIDE", 128)
+    monkeypatch.setattr(source_mod, "MAX_SIDE", 128)  # read by source.check_size
     with pytest.raises(MediaTooLargeError, match="160x96") as info:
         decode_video(clip, 8)
     assert info.value.status == 413
@@ -402,7 +403,7 @@ def test_image_size_limits(monkeypatch):
     tall = image_bytes(Image.new("RGB", (8, 8200)), "PNG")
     with pytest.raises(MediaTooLargeError, match="8x8200"):
         decode_image(tall)
-    monkeypatch.setattr(decode, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(source_mod, "MAX_PIXELS", 1000)
     with pytest.raises(MediaTooLargeError, match="limits are"):
         decode_image(image_bytes(Image.new("RGB", (40, 40)), "PNG"))
 
