@@ -7,6 +7,10 @@ the share of one ViT-H layer at the same shape (SDPA attention + MLP 1280 -> 512
 merge not included) that the merge costs; and its bandwidth against a device-to-device copy
 (``torch.empty_like(buf).copy_(buf)``) of the bytes the merge must move: read x, metric and sizes once,
 write the T - k output rows and sizes.
+Inputs rotate among enough random sets to exceed ``--rotate-mb`` (default 256 MB, five times an H100's L2), so
+repeated calls measure device memory and not the cache (the copy rotates the same way); the CUDA-graph column
+captures several calls, so it rotates too. After a CUDA run the compiled kernels' resources (registers, spills,
+shared memory) are saved with the numbers.
 
 Targets: Triton >= 5x faster than the reference, >= 60 % of copy bandwidth, <= 3 % of a layer.
 
@@ -95,16 +99,18 @@ def bench_point(args, impls, layer, timer, dtype, frames, r, t, device) -> dict:
     """Time every implementation on one (dtype, F, r, T) and derive the ratios."""
     gen = torch.Generator(device=device).manual_seed(0)
     c, d = args.channels, args.head_dim
-    x = torch.randn(frames, t, c, device=device, dtype=dtype, generator=gen)
-    metric = torch.randn(frames, t, d, device=device, dtype=dtype, generator=gen)
-    size = torch.randint(1, 4, (frames, t), device=device, generator=gen).to(dtype)  # as upstream: x's dtype
+    es = torch.empty((), dtype=dtype).element_size()
+    per_set = es * frames * t * (2 * c + d + 1)  # inputs and outputs of one call
+    sets = [random_inputs(frames, t, c, d, dtype, device, gen)
+            for _ in range(max(1, -(-args.rotate_mb * 2**20 // per_set)))]
+    x, size, metric = sets[0]
     k = merge_count(r, t)
-    row = {"dtype": str(dtype).removeprefix("torch."), "F": frames, "r": r, "T": t, "k": k}
+    row = {"dtype": str(dtype).removeprefix("torch."), "F": frames, "r": r, "T": t, "k": k, "input_sets": len(sets)}
     x_ref, s_ref = bipartite_merge_ref(x, size, metric, r)
     for name, fn in impls.items():
-        call = (lambda fn=fn: fn(x, size, metric, r))
+        call = rotating(lambda xs, fn=fn: fn(*xs, r), sets)
         try:
-            x_out, s_out = call()  # warm-up (compiles) and invariants: same count, sizes conserved
+            x_out, s_out = fn(x, size, metric, r)  # warm-up (compiles) and invariants: same count, sizes conserved
         except Exception as exc:  # torch.compile failing must not cost the other columns: reported, not hidden
             if name != "compiled":
                 raise
@@ -118,10 +124,9 @@ def bench_point(args, impls, layer, timer, dtype, frames, r, t, device) -> dict:
             row["triton_graph_ms"] = graph_time(call, args.rep)
             close = ((x_out.float() - x_ref.float()).abs() <= 2e-2 * (1 + x_ref.float().abs())).all(-1)
             row["rows_close_to_reference"] = float(close.float().mean())  # < 1 only where fp16 ties flip a plan
-    es = x.element_size()
     moved = es * (frames * t * c + frames * (t - k) * c + frames * t * d) + size.element_size() * frames * (2 * t - k)
-    buf = torch.empty(max(1, moved // 2 // es), device=device, dtype=dtype)
-    row["copy_ms"] = timer(lambda: torch.empty_like(buf).copy_(buf))
+    bufs = [torch.randn(max(1, moved // 2 // es), device=device, dtype=dtype, generator=gen) for _ in sets]
+    row["copy_ms"] = timer(rotating(lambda buf: torch.empty_like(buf).copy_(buf), bufs))
     row["bytes_moved"] = moved
     with torch.no_grad():
         row["layer_ms"] = timer(lambda: layer(x))
@@ -133,6 +138,50 @@ def bench_point(args, impls, layer, timer, dtype, frames, r, t, device) -> dict:
     row["copy_bandwidth_fraction"] = row["copy_ms"] / best
     row["layer_share"] = best / row["layer_ms"]
     return row
+
+
+def random_inputs(frames, t, c, d, dtype, device, gen) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x, size, metric)``: normal tokens and metric, sizes 1..3 in x's dtype (as upstream keeps them)."""
+    x = torch.randn(frames, t, c, device=device, dtype=dtype, generator=gen)
+    metric = torch.randn(frames, t, d, device=device, dtype=dtype, generator=gen)
+    size = torch.randint(1, 4, (frames, t), device=device, generator=gen).to(dtype)
+    return x, size, metric
+
+
+def rotating(fn, items: list):
+    """A no-argument callable that applies ``fn`` to the next of ``items`` on every call (round robin)."""
+    state = {"i": 0}
+
+    def call():
+        item = items[state["i"] % len(items)]
+        state["i"] += 1
+        return fn(item)
+
+    return call
+
+
+def kernel_resources() -> dict:
+    """Per Triton kernel, what each compiled specialisation uses (after a CUDA run), or why it is unknown.
+
+    Reads ``JITFunction.device_caches`` (the kernel cache is the first element of each device's entry in
+    Triton 3.x); attributes a version does not have are reported as missing, not guessed."""
+    from aurora_serve.kernels import tome
+
+    out = {}
+    for name in ("_match_kernel", "_plan_kernel", "_merge_kernel"):
+        fn = getattr(tome, name)
+        try:
+            compiled = [kern for entry in fn.device_caches.values() for kern in entry[0].values()]
+        except (AttributeError, TypeError, IndexError) as exc:
+            out[name] = f"unavailable in this triton: {type(exc).__name__}: {exc}"
+            continue
+        out[name] = [{
+            "n_regs": getattr(kern, "n_regs", None), "n_spills": getattr(kern, "n_spills", None),
+            "shared_bytes": getattr(getattr(kern, "metadata", None), "shared", None),
+            "num_warps": getattr(getattr(kern, "metadata", None), "num_warps", None),
+            "num_stages": getattr(getattr(kern, "metadata", None), "num_stages", None),
+        } for kern in compiled]
+    return out
 
 
 def implementations(device: torch.device, use_compile: bool) -> dict:
@@ -205,11 +254,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mlp", type=int, default=5120)
     parser.add_argument("--rep", type=int, default=50, help="do_bench rep, ms per measurement")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (saves compile time)")
+    parser.add_argument("--rotate-mb", type=int, default=256,
+                        help="rotate among input sets totalling at least this much (defeats the L2 cache)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/ for a CUDA run)")
     args = parser.parse_args()
     if args.smoke:
         args.frames, args.r, args.layers, args.dtypes = [1, 2], [3], [0, 3, 7], ["fp32"]
         args.tokens, args.channels, args.head_dim, args.heads, args.mlp = 31, 64, 16, 4, 256
+        args.rotate_mb = 1
     return args
 
 
@@ -239,7 +291,8 @@ def main() -> None:
         report = {"benchmark": "bench_tome", "command": " ".join([Path(sys.executable).name, *sys.argv]),
                   **environment(device), "settings": {k: (str(v) if isinstance(v, Path) else v)
                                                       for k, v in vars(args).items()},
-                  "results": rows, **summary}
+                  "results": rows, **summary,
+                  "kernel_resources": kernel_resources() if device.type == "cuda" else None}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {out}")

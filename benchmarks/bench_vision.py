@@ -14,6 +14,7 @@ Absolute CPU times are not reported as results (ratios only); GPU runs save JSON
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -68,6 +69,24 @@ def environment(device: torch.device) -> dict:
     return env
 
 
+def agreement(tower, pixels, backends: list[str]) -> list[dict]:
+    """Per ρ, each backend's output against the tower in float32 with the reference merge, as
+    ``‖out − ref32‖ / ‖ref32‖``. Low precision can flip a merge decision near a tie (then a few rows differ
+    a lot), so this is recorded, not asserted; tests/kernels holds the kernels to a tolerance table."""
+    ref32_tower = copy.deepcopy(tower).float()
+    rows = []
+    for rho in RATIOS:
+        r = merge_r(rho)
+        with torch.inference_mode():
+            ref32 = ref32_tower(pixels.float(), r, merge_backend="reference")
+            row = {"token_kept_ratio": rho}
+            for backend in backends:
+                out = tower(pixels, r, merge_backend=backend).float()
+                row[f"{backend}_rel_err_vs_fp32"] = float((out - ref32).norm() / ref32.norm())
+        rows.append(row)
+    return rows
+
+
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     cfg = VisionConfig() if not args.smoke else VisionConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4)
@@ -92,7 +111,7 @@ def run(args: argparse.Namespace) -> dict:
     for row in rows:
         base = next(x for x in rows if x["backend"] == row["backend"] and x["token_kept_ratio"] == 1.0)
         row["speedup_vs_rho_1"] = base["median_s"] / row["median_s"]
-    return {"env": environment(device), "frames": args.frames, "dtype": args.dtype, "smoke": args.smoke, "rows": rows,
+    return {"agreement": agreement(tower, pixels, backends),"env": environment(device), "frames": args.frames, "dtype": args.dtype, "smoke": args.smoke, "rows": rows,
             "target": {"rho_0.2_speedup_vs_rho_1.0": TARGET_SPEEDUP_0_2}}
 
 
@@ -112,6 +131,10 @@ def main() -> None:
     for row in report["rows"]:
         print(f"{row['backend']:<10} {row['token_kept_ratio']:>5} {row['tokens_per_frame']:>9} "
               f"{row['median_s'] * 1e3:>8.1f}ms {row['frames_per_s']:>9.2f} {row['speedup_vs_rho_1']:>7.2f}x")
+    for row in report["agreement"]:
+        print(f"rho {row['token_kept_ratio']}: " + ", ".join(
+            f"{k.removesuffix('_rel_err_vs_fp32')} {v:.2e}" for k, v in row.items() if k.endswith("_vs_fp32"))
+            + " (relative error against the fp32 reference tower)")
     out = args.out or (None if args.device == "cpu" else
                        str(REPO / "benchmarks" / "results" / f"bench_vision_{report['env']['device'].replace(' ', '_')}.json"))
     if out:

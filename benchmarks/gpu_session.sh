@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# What issue 4 needs from a lent GPU, in as few device calls as possible. The device machine runs this in the
+# repository root with its own python3 (torch + triton; no sglang, no venv, no network):
+#
+#   bash benchmarks/gpu_session.sh [tests] [tome] [vision]     # no argument: all three (each well under 10 min)
+#
+# Stages: `tests` runs tests/kernels natively on CUDA (not the interpreter); `tome` runs bench_tome.py;
+# `vision` runs bench_vision.py. Everything lands under $OUT (the device tool's return folder; here
+# benchmarks/results/gpu-session when OUT is unset): env.txt, one log per stage, the benchmark JSON. The last
+# lines printed are a summary, because the device tool returns only the end of the output.
+# GPU_SESSION_SMOKE=1 runs the same stages on a CPU machine (kernel tests in the interpreter, benchmarks with
+# --smoke): it checks this script, not the kernels' speed; tests/benchmarks runs it that way.
+set -uo pipefail
+
+PY=${PYTHON:-python3}
+OUT=${OUT:-benchmarks/results/gpu-session}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(tests tome vision)
+smoke=()
+[ "${GPU_SESSION_SMOKE:-0}" = 1 ] && smoke=(--smoke)
+
+{
+    date -u +%FT%TZ
+    git rev-parse HEAD 2>/dev/null || echo "no git checkout"
+    if command -v nvidia-smi >/dev/null; then nvidia-smi; else echo "nvidia-smi: not on this machine"; fi
+    "$PY" - <<'PY'
+import platform, torch
+print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda)
+try:
+    import triton
+    print("triton", triton.__version__)
+except ImportError as exc:
+    print("triton: not importable:", exc)
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print("device", p.name, "SMs", p.multi_processor_count, "memory GiB", round(p.total_memory / 2**30, 1))
+PY
+} > "$OUT/env.txt" 2>&1
+tail -n 3 "$OUT/env.txt"
+
+device=$("$PY" -c 'import torch; print(torch.cuda.get_device_name().replace(" ", "_") if torch.cuda.is_available() else "cpu")')
+summary=()
+failed=0
+for stage in "${stages[@]}"; do
+    start=$SECONDS
+    case $stage in
+        tests)
+            "$PY" -m pytest -q -p no:cacheprovider -rs tests/kernels > "$OUT/kernel_tests.log" 2>&1
+            rc=$?
+            line=$(tail -n 1 "$OUT/kernel_tests.log") ;;
+        tome)
+            "$PY" benchmarks/bench_tome.py "${smoke[@]}" --out "$OUT/bench_tome_$device.json" > "$OUT/bench_tome.log" 2>&1
+            rc=$?
+            line=$(grep -A4 '"worst"' "$OUT/bench_tome.log" | tr -s ' \n' ' ') ;;
+        vision)
+            "$PY" benchmarks/bench_vision.py "${smoke[@]}" --out "$OUT/bench_vision_$device.json" > "$OUT/bench_vision.log" 2>&1
+            rc=$?
+            line=$(grep -E '^(triton|reference) +0\.2 ' "$OUT/bench_vision.log" | tr -s ' \n' ' ') ;;
+        *)
+            echo "unknown stage $stage (expected tests, tome or vision)" >&2
+            exit 2 ;;
+    esac
+    [ "$rc" -ne 0 ] && failed=1
+    summary+=("$stage: exit $rc in $((SECONDS - start)) s; $line")
+done
+
+echo "--- gpu_session on $device; logs and JSON in $OUT"
+for s in "${summary[@]}"; do echo "$s"; done
+exit $failed

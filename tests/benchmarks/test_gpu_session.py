@@ -1,0 +1,59 @@
+"""benchmarks/gpu_session.sh, the one-call GPU run of issue 4, in its CPU smoke mode and on a Python that cannot
+import sglang (as on the device machine): every stage runs, writes its log and JSON, and the summary reports it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The device machine has torch and triton but no sglang and no web stack: refuse those imports.
+BLOCKER = """
+import sys
+class _NotOnTheDevice:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("sglang", "sgl_kernel", "fastapi", "uvicorn"):
+            raise ImportError(f"{name} is not installed on the device machine")
+sys.meta_path.insert(0, _NotOnTheDevice())
+"""
+
+
+def run_session(tmp_path: Path, *stages: str, python: str = sys.executable) -> subprocess.CompletedProcess:
+    (tmp_path / "block").mkdir()
+    (tmp_path / "block" / "sitecustomize.py").write_text(BLOCKER)
+    env = {**os.environ, "GPU_SESSION_SMOKE": "1", "OUT": str(tmp_path / "out"), "PYTHON": python,
+           "PYTHONPATH": str(tmp_path / "block")}
+    return subprocess.run(["bash", "benchmarks/gpu_session.sh", *stages], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_all_stages_run_without_sglang(tmp_path):
+    proc = run_session(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "out"
+    summary = proc.stdout.splitlines()[-3:]
+    assert [line.split(":")[0] for line in summary] == ["tests", "tome", "vision"]
+    assert all(": exit 0 in " in line for line in summary), summary
+    assert "passed" in summary[0] and "failed" not in summary[0]
+    assert "python" in (out / "env.txt").read_text()
+    tome = json.loads((out / "bench_tome_cpu.json").read_text())
+    assert tome["results"] and set(tome["worst"]) == {"speedup_vs_reference", "copy_bandwidth_fraction", "layer_share"}
+    assert all(row["input_sets"] >= 1 for row in tome["results"])
+    vision = json.loads((out / "bench_vision_cpu.json").read_text())
+    assert [row["token_kept_ratio"] for row in vision["agreement"]] == [1.0, 0.5, 0.2, 0.1]
+    assert "reference 0.2 171 " in summary[2]  # tokens per frame at ρ = 0.2
+
+
+def test_a_failing_stage_fails_the_session(tmp_path):
+    proc = run_session(tmp_path, "tome", python="false")  # every python3 call exits 1
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1].startswith("tome: exit 1 in ")
+
+
+def test_an_unknown_stage_is_refused(tmp_path):
+    proc = run_session(tmp_path, "nonsense")
+    assert proc.returncode == 2 and "unknown stage nonsense" in proc.stderr
