@@ -62,7 +62,12 @@ def clip_preprocess(
         # Pillow resizes the whole frame (its bicubic filter reads beyond the crop window), then we crop.
         resized = Image.fromarray(frame).resize((new_w, new_h), resample=Image.Resampling.BICUBIC)
         crops[i] = np.asarray(resized)[top : top + size, left : left + size]
-    # float64 then float32 before normalising, as transformers' rescale does: bit-identical output.
-    scaled = (crops.astype(np.float64) * (1 / 255)).astype(np.float32)
-    normalised = (scaled - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2)))
+    # A uint8 pixel has 256 values, so the per-channel arithmetic is a 3 x 256 table, computed with the same
+    # operations as transformers' rescale + normalise (float64 scale, float32 cast, float32 subtract and
+    # divide): bit-identical output, about 6x cheaper than doing that arithmetic on every pixel.
+    levels = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
+    table = (levels[None, :] - np.asarray(mean, dtype=np.float32)[:, None]) / np.asarray(std, dtype=np.float32)[:, None]
+    out = np.empty((frames.shape[0], 3, size, size), dtype=np.float32)
+    for c in range(3):
+        np.take(table[c], crops[..., c], out=out[:, c], mode="clip")  # uint8 indices: "clip" never clips
+    return torch.from_numpy(out)
