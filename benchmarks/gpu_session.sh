@@ -2,10 +2,11 @@
 # What issue 4 needs from a lent GPU, in as few device calls as possible. The device machine runs this in the
 # repository root with its own python3 (torch + triton; no sglang, no venv, no network):
 #
-#   bash benchmarks/gpu_session.sh [tests] [tome] [vision]     # no argument: all three (each well under 10 min)
+#   bash benchmarks/gpu_session.sh [tests] [resources] [tome] [vision]   # no argument: all (each well under 10 min)
 #
-# Stages: `tests` runs tests/kernels natively on CUDA (not the interpreter); `tome` runs bench_tome.py;
-# `vision` runs bench_vision.py. Everything lands under $OUT (the device tool's return folder; here
+# Stages: `tests` runs tests/kernels natively on CUDA (not the interpreter); `resources` is the compiler's
+# report with the device's own Triton (kernel_resources.py); `tome` runs bench_tome.py; `vision` runs
+# bench_vision.py. Everything lands under $OUT (the device tool's return folder; here
 # benchmarks/results/gpu-session when OUT is unset): env.txt, one log per stage, the benchmark JSON. The last
 # lines printed are a summary, because the device tool returns only the end of the output.
 # GPU_SESSION_SMOKE=1 runs the same stages on a CPU machine (kernel tests in the interpreter, benchmarks with
@@ -17,7 +18,7 @@ OUT=${OUT:-benchmarks/results/gpu-session}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(tests tome vision)
+[ ${#stages[@]} -eq 0 ] && stages=(tests resources tome vision)
 smoke=()
 [ "${GPU_SESSION_SMOKE:-0}" = 1 ] && smoke=(--smoke)
 
@@ -50,6 +51,10 @@ for stage in "${stages[@]}"; do
             "$PY" -m pytest -q -p no:cacheprovider -rs tests/kernels > "$OUT/kernel_tests.log" 2>&1
             rc=$?
             line=$(tail -n 1 "$OUT/kernel_tests.log") ;;
+        resources)
+            "$PY" benchmarks/kernel_resources.py --out "$OUT/kernel_resources_$device.json" > "$OUT/kernel_resources.log" 2>&1
+            rc=$?
+            line=$(grep -c ' 0/0 ' "$OUT/kernel_resources.log" | sed 's/$/ kernel configurations without spills/') ;;
         tome)
             "$PY" benchmarks/bench_tome.py "${smoke[@]}" --out "$OUT/bench_tome_$device.json" > "$OUT/bench_tome.log" 2>&1
             rc=$?
@@ -59,7 +64,7 @@ for stage in "${stages[@]}"; do
             rc=$?
             line=$(grep -E '^(triton|reference) +0\.2 ' "$OUT/bench_vision.log" | tr -s ' \n' ' ') ;;
         *)
-            echo "unknown stage $stage (expected tests, tome or vision)" >&2
+            echo "unknown stage $stage (expected tests, resources, tome or vision)" >&2
             exit 2 ;;
     esac
     [ "$rc" -ne 0 ] && failed=1

@@ -6,8 +6,9 @@ width, k tokens removed from a frame; A = even positions (``n_a = ceil(T/2)``), 
 
 Three launches per merge step, nothing of size ``n_a x n_b`` ever reaches global memory:
 
-1. ``_match_kernel`` (grid ``cdiv(n_a, BLOCK_A) x F``): unit-normalises A rows once, streams B tiles,
-   scores them with one ``tl.dot`` and keeps a running max / first argmax per A row.
+1. ``_match_kernel`` (grid ``cdiv(n_a, BLOCK_A) x F``): streams B tiles, scores each against the block's A
+   rows with fp32 ``tl.dot`` over D in chunks of 16 (rows unit-normalised chunk by chunk), and keeps a
+   running max / first argmax per A row.
 2. ``_plan_kernel`` (grid ``F``): rank of each A token = number of A tokens that beat it under the tie rule,
    counted blockwise (``n_a^2`` compares, ~0.13 M for T = 730); rank < k makes a source. Writes the
    sources by rank, their destinations, and the A index of every survivor's output slot.
@@ -32,20 +33,31 @@ _FLT_LOWEST = tl.constexpr(-3.4028234663852886e38)  # lowest finite fp32
 
 
 @triton.jit
-def _unit_rows(base, stride_t, stride_d, tok, row_mask, offs_d, D):
-    """metric[tok, :D] as fp32 rows of unit L2 norm, ``[len(tok), BLOCK_D]``; padding rows stay zero."""
+def _metric_chunk(base, stride_t, stride_d, tok, row_mask, offs_d, D):
+    """metric[tok, offs_d] as fp32 ``[len(tok), len(offs_d)]``; zero outside the rows and past D."""
     mask = row_mask[:, None] & (offs_d[None, :] < D)
-    m = tl.load(base + tok[:, None] * stride_t + offs_d[None, :] * stride_d, mask=mask, other=0.0)
-    m = m.to(tl.float32)
-    norm = tl.sqrt_rn(tl.sum(m * m, axis=1))
-    norm = tl.where(row_mask, norm, 1.0)  # padding rows: avoid 0/0 (masked out later anyway)
-    return tl.math.div_rn(m, norm[:, None])
+    return tl.load(base + tok[:, None] * stride_t + offs_d[None, :] * stride_d, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _row_norms(base, stride_t, stride_d, tok, row_mask, D, BLOCK_D: tl.constexpr):
+    """L2 norms (fp32, correctly rounded sqrt) of metric rows ``tok``; 1 for padding rows (no 0/0 later)."""
+    offs_d = tl.arange(0, BLOCK_D)
+    ssq = tl.where(row_mask, 0.0, 0.0)
+    for d0 in range(0, D, BLOCK_D):
+        m = _metric_chunk(base, stride_t, stride_d, tok, row_mask, d0 + offs_d, D)
+        ssq += tl.sum(m * m, axis=1)
+    return tl.where(row_mask, tl.sqrt_rn(ssq), 1.0)
 
 
 @triton.jit
 def _match_kernel(metric_ptr, best_ptr, match_ptr, T, D, stride_mf, stride_mt, stride_md,
                   BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
-    """best[f, a] = max_b cos(A_a, B_b) (CLS: -inf), match[f, a] = lowest b attaining it; both ``[F, n_a]``."""
+    """best[f, a] = max_b cos(A_a, B_b) (CLS: -inf), match[f, a] = lowest b attaining it; both ``[F, n_a]``.
+
+    D is walked in chunks of BLOCK_D (16: D = 80 is five chunks, no padding), so only a chunk of each
+    operand and the score tile are live: whole-D operands made the fp32 FMA dot spill (sm_90 ptxas,
+    32 x 64 x 128 tiles: 168 registers and 1.6 KB of spill stores per thread)."""
     f = tl.program_id(1)
     n_a = (T + 1) // 2
     n_b = T // 2
@@ -53,14 +65,21 @@ def _match_kernel(metric_ptr, best_ptr, match_ptr, T, D, stride_mf, stride_mt, s
     mask_a = offs_a < n_a
     offs_d = tl.arange(0, BLOCK_D)
     base = metric_ptr + f.to(tl.int64) * stride_mf
-    ma = _unit_rows(base, stride_mt, stride_md, 2 * offs_a, mask_a, offs_d, D)
+    norm_a = _row_norms(base, stride_mt, stride_md, 2 * offs_a, mask_a, D, BLOCK_D)
     best = tl.full([BLOCK_A], float("-inf"), tl.float32)
     match = tl.zeros([BLOCK_A], dtype=tl.int32)
     for b0 in range(0, n_b, BLOCK_B):
         offs_b = b0 + tl.arange(0, BLOCK_B)
         mask_b = offs_b < n_b
-        mb = _unit_rows(base, stride_mt, stride_md, 2 * offs_b + 1, mask_b, offs_d, D)
-        s = tl.dot(ma, tl.trans(mb), input_precision="ieee")  # [BLOCK_A, BLOCK_B]
+        norm_b = _row_norms(base, stride_mt, stride_md, 2 * offs_b + 1, mask_b, D, BLOCK_D)
+        s = tl.zeros([BLOCK_A, BLOCK_B], dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            # Unit rows, chunk by chunk: each element is divided by its row's norm (IEEE division).
+            ma = tl.math.div_rn(_metric_chunk(base, stride_mt, stride_md, 2 * offs_a, mask_a, d0 + offs_d, D),
+                                norm_a[:, None])
+            mb = tl.math.div_rn(_metric_chunk(base, stride_mt, stride_md, 2 * offs_b + 1, mask_b, d0 + offs_d, D),
+                                norm_b[:, None])
+            s = tl.dot(ma, tl.trans(mb), s, input_precision="ieee")  # [BLOCK_A, BLOCK_B]
         s = tl.where(mask_b[None, :], s, float("-inf"))
         tile_best = tl.max(s, axis=1)
         tile_arg = tl.min(tl.where(s == tile_best[:, None], offs_b[None, :], n_b), axis=1)
@@ -160,6 +179,29 @@ def _merge_kernel(x_ptr, size_ptr, src_ptr, dst_ptr, keep_ptr, k_ptr, x_out_ptr,
     tl.store(size_out_ptr + out, tot.to(size_out_ptr.dtype.element_ty), mask=p < tl.where(pid_c == 0, width, 0))
 
 
+def launch_configs(num_tokens: int, channels: int, k_max: int) -> dict[str, dict[str, int]]:
+    """Block sizes, warps and stages of the three launches for frames of ``num_tokens`` tokens.
+
+    One place, so ``benchmarks/kernel_resources.py`` compiles exactly what the launcher runs. The choices
+    were read off sm_90 ``ptxas -v`` (no spills at AuroraCap's shapes; tests/kernels/test_resources.py);
+    their speed is for a GPU session to measure (benchmarks/bench_tome.py).
+    """
+    n_a = (num_tokens + 1) // 2
+    # 64 x 64 compares per plan step on 8 warps: 128 x 128 spilled on sm_90 (360 B per thread on 4 warps
+    # with Triton 3.9, 96 B on 8 warps with Triton 3.6, the device machine's); smaller frames need less.
+    block_plan = min(64, max(16, triton.next_power_of_2(n_a)))
+    # ~4-8 K elements per merge program: one row of C = 1280 is too little work, C = 64 (tests) needs many rows.
+    block_c = min(triton.next_power_of_2(channels), 4096)
+    block_r = max(1, min(16, 8192 // block_c))
+    return {
+        # One stage: two made the fp32-metric variant spill and changed nothing for fp16 / bf16.
+        "_match_kernel": {"BLOCK_A": 32, "BLOCK_B": 64, "BLOCK_D": 16, "num_warps": 4, "num_stages": 1},
+        "_plan_kernel": {"BLOCK": block_plan, "num_warps": 8 if block_plan == 64 else 4},
+        "_merge_kernel": {"BLOCK_R": block_r, "BLOCK_C": block_c, "BLOCK_K": max(16, triton.next_power_of_2(k_max)),
+                          "num_warps": 4 if block_r * block_c <= 4096 else 8},
+    }
+
+
 def tome_merge_triton(
     x: torch.Tensor, size: torch.Tensor, metric: torch.Tensor, r: torch.Tensor, *, poison_outputs: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -213,20 +255,12 @@ def tome_merge_triton(
         size_out.fill_(-7)
         work[2:].zero_()  # a stale plan read then points at a real (wrong) token, not out of bounds
 
-    block_a, block_b = 32, 64
-    _match_kernel[(triton.cdiv(n_a, block_a), num_frames)](
-        metric, best, match, num_tokens, dim, *metric.stride(),
-        BLOCK_A=block_a, BLOCK_B=block_b, BLOCK_D=max(16, triton.next_power_of_2(dim)),
-        num_warps=4, num_stages=2)  # 2 stages: <= 80 KB shared memory even for fp32 metrics
-    _plan_kernel[(num_frames,)](
-        best, match, k_dev, src, dst, keep, num_tokens,
-        BLOCK=min(128, max(16, triton.next_power_of_2(n_a))), num_warps=4)
-    # ~4-8 K elements per program: one row of C = 1280 is too little work, C = 64 (tests) needs many rows.
-    block_c = min(triton.next_power_of_2(channels), 4096)
-    block_r = max(1, min(16, 8192 // block_c))
-    _merge_kernel[(triton.cdiv(width, block_r), num_frames, triton.cdiv(channels, block_c))](
+    cfg = launch_configs(num_tokens, channels, k_max)
+    match_cfg, plan_cfg, merge_cfg = cfg["_match_kernel"], cfg["_plan_kernel"], cfg["_merge_kernel"]
+    _match_kernel[(triton.cdiv(n_a, match_cfg["BLOCK_A"]), num_frames)](
+        metric, best, match, num_tokens, dim, *metric.stride(), **match_cfg)
+    _plan_kernel[(num_frames,)](best, match, k_dev, src, dst, keep, num_tokens, **plan_cfg)
+    _merge_kernel[(triton.cdiv(width, merge_cfg["BLOCK_R"]), num_frames, triton.cdiv(channels, merge_cfg["BLOCK_C"]))](
         x, size, src, dst, keep, k_dev, x_out, size_out, num_tokens, channels, width,
-        x.stride(0), x.stride(1), size.stride(0), size.stride(1),
-        BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_K=max(16, triton.next_power_of_2(k_max)),
-        num_warps=4 if block_r * block_c <= 4096 else 8)
+        x.stride(0), x.stride(1), size.stride(0), size.stride(1), **merge_cfg)
     return x_out, size_out, n_out

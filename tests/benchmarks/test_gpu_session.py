@@ -35,8 +35,8 @@ def test_all_stages_run_without_sglang(tmp_path):
     proc = run_session(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp_path / "out"
-    summary = proc.stdout.splitlines()[-3:]
-    assert [line.split(":")[0] for line in summary] == ["tests", "tome", "vision"]
+    summary = proc.stdout.splitlines()[-4:]
+    assert [line.split(":")[0] for line in summary] == ["tests", "resources", "tome", "vision"]
     assert all(": exit 0 in " in line for line in summary), summary
     assert "passed" in summary[0] and "failed" not in summary[0]
     assert "python" in (out / "env.txt").read_text()
@@ -45,7 +45,8 @@ def test_all_stages_run_without_sglang(tmp_path):
     assert all(row["input_sets"] >= 1 for row in tome["results"])
     vision = json.loads((out / "bench_vision_cpu.json").read_text())
     assert [row["token_kept_ratio"] for row in vision["agreement"]] == [1.0, 0.5, 0.2, 0.1]
-    assert "reference 0.2 171 " in summary[2]  # tokens per frame at ρ = 0.2
+    assert "18 kernel configurations without spills" in summary[1]
+    assert "reference 0.2 171 " in summary[3]  # tokens per frame at ρ = 0.2
 
 
 def test_a_failing_stage_fails_the_session(tmp_path):

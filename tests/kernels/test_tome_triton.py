@@ -41,6 +41,7 @@ CASES = [  # (F, T, C, D, r per frame)
     (3, 2, 16, 16, (1, 0, 3)),  # T = 2: the cap is 0, identity
     (2, 131, 48, 24, (40, 65)),  # several A and B tiles; 65 is the cap
     (4, 64, 64, 16, (0, 0, 0, 0)),  # r = 0 everywhere
+    (2, 41, 32, 80, (6, 20)),  # AuroraCap's D = 80: five chunks of the similarity's D loop
 ]
 
 
