@@ -13,6 +13,7 @@ captures several calls, so it rotates too. After a CUDA run the compiled kernels
 shared memory) are saved with the numbers.
 
 Targets: Triton >= 5x faster than the reference, >= 60 % of copy bandwidth, <= 3 % of a layer.
+The first kernel version (benchmarks/kernel_versions/tome_v1.py) is timed beside the current one (column v1).
 
     .venv/bin/python benchmarks/bench_tome.py            # CUDA; writes benchmarks/results/bench_tome_<gpu>.json
     .venv/bin/python benchmarks/bench_tome.py --smoke    # CPU, tiny shapes, reference only (JSON only with --out)
@@ -111,11 +112,11 @@ def bench_point(args, impls, layer, timer, dtype, frames, r, t, device) -> dict:
         call = rotating(lambda xs, fn=fn: fn(*xs, r), sets)
         try:
             x_out, s_out = fn(x, size, metric, r)  # warm-up (compiles) and invariants: same count, sizes conserved
-        except Exception as exc:  # torch.compile failing must not cost the other columns: reported, not hidden
-            if name != "compiled":
+        except Exception as exc:  # torch.compile or the old version failing must not cost the other columns
+            if name not in ("compiled", "triton_v1"):
                 raise
-            row["compiled_error"] = f"{type(exc).__name__}: {exc}"[:300]
-            print(f"torch.compile failed at {row}: {row['compiled_error']}", file=sys.stderr)
+            row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+            print(f"{name} failed at {row}: {row[f'{name}_error']}", file=sys.stderr)
             continue
         assert x_out.shape == x_ref.shape, (name, x_out.shape, x_ref.shape)
         assert torch.equal(s_out.float().sum(1), size.float().sum(1)), name
@@ -134,6 +135,8 @@ def bench_point(args, impls, layer, timer, dtype, frames, r, t, device) -> dict:
     row["speedup_vs_reference"] = row["reference_ms"] / best
     if "compiled_ms" in row:
         row["speedup_vs_compiled"] = row["compiled_ms"] / best
+    if "triton_v1_ms" in row:
+        row["speedup_vs_v1"] = row["triton_v1_ms"] / best
     row["merge_GBps"] = moved / best / 1e6
     row["copy_bandwidth_fraction"] = row["copy_ms"] / best
     row["layer_share"] = best / row["layer_ms"]
@@ -195,12 +198,29 @@ def implementations(device: torch.device, use_compile: bool) -> dict:
         impls["compiled"] = torch.compile(bipartite_merge_ref, dynamic=True, fullgraph=True)
     from aurora_serve.kernels.tome import tome_merge_triton
 
-    def triton_uniform(x, size, metric, r):
-        x_out, size_out, _ = tome_merge_triton(x, size, metric, torch.full((x.shape[0],), r))
+    triton_uniform = _uniform(tome_merge_triton)
+    impls["triton"] = triton_uniform
+    impls["triton_v1"] = _uniform(_load_version("tome_v1").tome_merge_triton)
+    return impls
+
+
+def _uniform(launcher):
+    """A per-frame-r launcher as ``fn(x, size, metric, r)`` with one r for every frame."""
+    def call(x, size, metric, r):
+        x_out, size_out, _ = launcher(x, size, metric, torch.full((x.shape[0],), r))
         return x_out, size_out
 
-    impls["triton"] = triton_uniform
-    return impls
+    return call
+
+
+def _load_version(name: str):
+    """An earlier kernel version kept under benchmarks/kernel_versions/ (timed beside the current one)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"kernel_versions.{name}", REPO / "benchmarks/kernel_versions" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def environment(device: torch.device) -> dict:
@@ -221,11 +241,11 @@ def print_table(rows: list[dict]) -> None:
         return f"{v:9.3f}" if isinstance(v, float) else f"{'-':>9}"
 
     print(f"{'dtype':>8} {'F':>3} {'r':>3} {'layer':>5} {'T':>4} {'k':>3} {'ref ms':>9} {'compile':>9} "
-          f"{'triton':>9} {'graph':>9} {'x ref':>6} {'layer ms':>9} {'share':>6} {'GB/s':>7} {'copy%':>6}")
+          f"{'triton':>9} {'graph':>9} {'v1':>9} {'x ref':>6} {'layer ms':>9} {'share':>6} {'GB/s':>7} {'copy%':>6}")
     for w in rows:
         print(f"{w['dtype']:>8} {w['F']:>3} {w['r']:>3} {w['layer']:>5} {w['T']:>4} {w['k']:>3} "
               f"{ms(w['reference_ms'])} {ms(w.get('compiled_ms'))} {ms(w.get('triton_ms'))} "
-              f"{ms(w.get('triton_graph_ms'))} {w['speedup_vs_reference']:5.1f}x {ms(w['layer_ms'])} "
+              f"{ms(w.get('triton_graph_ms'))} {ms(w.get('triton_v1_ms'))} {w['speedup_vs_reference']:5.1f}x {ms(w['layer_ms'])} "
               f"{100 * w['layer_share']:5.1f}% {w['merge_GBps']:7.0f} {100 * w['copy_bandwidth_fraction']:5.0f}%")
 
 
