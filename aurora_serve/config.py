@@ -10,6 +10,7 @@ default. Everything below this module receives explicit arguments (``ServerSetti
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -40,6 +41,8 @@ class ServerSettings:
     enable_sglang_metrics: bool = False
     prometheus_multiproc_dir: str | None = None
     sglang_args: str | None = None  # JSON object passed through to sglang.Engine
+    merge_backend: str = "auto"
+    decode_backend: str = "pyav"
     # --- HTTP ---------------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
@@ -86,6 +89,7 @@ class ServerSettings:
             model_path=self.model_path, device=self.device, dtype=self.dtype,
             context_length=self.context_length, max_running_requests=self.max_running_requests,
             enable_metrics=self.enable_sglang_metrics, hf_offline=self.hf_offline, max_frames=self.max_frames,
+            merge_backend=self.merge_backend, decode_backend=self.decode_backend,
             media_cache_mb=self.media_cache_mb,
             default_token_kept_ratio=self.default_token_kept_ratio, default_num_frames=self.default_num_frames,
             log_level={"debug": "info", "info": "warning"}.get(self.log_level, self.log_level),  # SGLang is chatty
@@ -156,6 +160,10 @@ OPTIONS: list[tuple[str, Any, str]] = [
     ("prometheus_multiproc_dir", str, "directory for SGLang's multiprocess metrics (default: a fresh temp dir)"),
     ("sglang_args", _json_object,
      "JSON object of extra sglang.Engine arguments, e.g. '{\"chunked_prefill_size\": 4096}'"),
+    ("merge_backend", ["auto", "triton", "reference"], "token-merge step in the vision tower: auto = the Triton "
+     "kernel on CUDA and the PyTorch reference elsewhere; reference forces the reference (same outputs)"),
+    ("decode_backend", ["pyav", "decord"], "video decoder: pyav (seeks to the sampled frames) or decord "
+     "(needs the decord package)"),
     ("host", str, "address to bind"),
     ("port", _non_negative_int, "port to bind (0: any free port)"),
     ("api_key", LIST, "accepted API key(s) for 'Authorization: Bearer'; none given: no auth (env: comma-separated)"),
@@ -267,3 +275,5 @@ def _check(parser: argparse.ArgumentParser, s: ServerSettings) -> None:
         parser.error(f"--port {s.port} is out of range")
     if any(not k for k in s.api_key):
         parser.error("--api-key values must not be empty")
+    if s.decode_backend == "decord" and importlib.util.find_spec("decord") is None:
+        parser.error("--decode-backend decord: the decord package is not installed (pip install 'aurora-serve[decord]')")

@@ -31,6 +31,13 @@ def test_flag_beats_env_beats_default():
     assert e.model_path == "/m" and e.sglang_args == {"chunked_prefill_size": 512}
 
 
+def test_backends_reach_the_engine():
+    e = parse_settings([], environ={"AURORA_MERGE_BACKEND": "reference", "AURORA_DECODE_BACKEND": "decord"}).engine_settings()
+    assert (e.merge_backend, e.decode_backend) == ("reference", "decord")
+    e = parse_settings(["--merge-backend", "triton"], environ={"AURORA_MERGE_BACKEND": "reference"}).engine_settings()
+    assert (e.merge_backend, e.decode_backend) == ("triton", "pyav")
+
+
 @pytest.mark.parametrize("argv, env", [
     ([], {"AURORA_PROT": "1"}),                      # unknown variable
     ([], {"AURORA_MAX_FRAMES": "many"}),             # bad value in the environment
@@ -41,6 +48,8 @@ def test_flag_beats_env_beats_default():
     (["--allowed-local-media-path", "/does/not/exist"], {}),
     (["--sglang-args", "[1]"], {}),
     (["--device", "tpu"], {}),
+    ([], {"AURORA_MERGE_BACKEND": "cuda"}),
+    (["--decode-backend", "opencv"], {}),
     (["--bogus"], {}),
 ])
 def test_invalid_settings_exit_2(argv, env, capsys):
