@@ -108,6 +108,8 @@ class AuroraEngine:
     def __init__(self, settings: EngineSettings):
         self.settings = settings
         self.device = settings.device if settings.device != "auto" else ("cuda" if _cuda_available() else "cpu")
+        if self.device == "cpu" and settings.merge_backend == "triton":
+            raise ModelLoadError("merge backend 'triton' needs a CUDA device; on CPU use 'auto' or 'reference'")
         self.model_dir = self._model_dir()
         self.layout = detect_layout(self.model_dir)
         register_out_of_tree(self.device)

@@ -136,6 +136,13 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
         resolve_model_dir("./does/not/exist")
 
 
+def test_triton_merge_backend_on_cpu_is_refused_before_the_engine_starts(tmp_path):
+    from aurora_serve.engine import AuroraEngine, EngineSettings
+
+    with pytest.raises(ModelLoadError, match="needs a CUDA device"):
+        AuroraEngine(EngineSettings(model_path=str(tmp_path), device="cpu", merge_backend="triton"))
+
+
 def test_make_tiny_is_deterministic_by_seed(tmp_path):
     from aurora_serve.ckpt.tiny import make_tiny
 
