@@ -5,6 +5,12 @@ decodes off the event loop (SGLang's IO thread pool), expands the prompt with ex
 ``frames × tokens_per_frame(ρ)`` placeholders, and folds ρ, the frame count and the geometry into the
 item hash, so the radix cache and SGLang's embedding cache never reuse a span across ratios.
 
+The content half of the item hash is the SHA-256 of the media bytes plus everything that turns them into
+pixels (kind, frames asked for, resolution, decoder, and the PyAV / Pillow versions), the same identity the
+processed-media cache trusts, rather than SGLang's hash of the 14 MB pixel tensor (~7 ms per 8-frame video
+on this machine's CPU, in the process that serves HTTP). Identical bytes always give identical pixels; two
+encodings of the same pixels no longer share a cache entry, which costs nothing in practice.
+
 Accepted media per item: raw bytes, a local path, a ``data:`` URL, a ``VideoData`` (options in
 ``preprocess_kwargs``) or a dict ``{"url"|"data": …, "token_kept_ratio": …, "num_frames": …}``. Remote
 URLs are fetched by the aurora-serve front end (with its address and size guards), never here.
@@ -19,9 +25,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import av
+import PIL
 import torch
 
-from sglang.srt.managers.mm_utils import hash_feature
 from sglang.srt.managers.schedule_batch import Modality, MultimodalDataItem, MultimodalProcessorOutput
 from sglang.srt.multimodal.cache import resolve_multimodal_item_hash
 from sglang.srt.multimodal.processors.base_processor import BaseMultimodalProcessor
@@ -40,6 +47,15 @@ OPTION_KEYS = ("token_kept_ratio", "num_frames")
 DATA_URL_LIMITS = FetchLimits()  # engine callers' data: URLs get the front end's default size caps
 
 
+
+def _pipeline(decode_backend: str) -> str:
+    """What else turns the same bytes into pixels: part of the media identity (a decoder upgrade changes it)."""
+    if decode_backend == "decord":
+        import decord
+
+        return f"decord{decord.__version__}-pillow{PIL.__version__}"
+    return f"{decode_backend}-av{av.__version__}-pillow{PIL.__version__}"
+
 @dataclass(frozen=True)
 class MediaRequest:
     kind: str  # "image" | "video"
@@ -53,7 +69,7 @@ class PreparedMedia:
     request: MediaRequest
     pixels: torch.Tensor  # [F, 3, S, S] float32
     tokens_per_frame: int
-    pixel_hash: int  # content hash of the pixels (SGLang's hash_feature), before ρ/F are folded in
+    pixel_hash: int  # content hash of the media and its decoding (module docstring), before ρ/F are folded in
 
 
 class AuroraCapProcessor(BaseMultimodalProcessor):
@@ -65,6 +81,7 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
         extra = dict(getattr(hf_config, "aurora", None) or {})
         self.text_tokenizer = getattr(_processor, "tokenizer", _processor)
         self.decode_backend = extra.get("decode_backend", "pyav")
+        self.pipeline = _pipeline(self.decode_backend)
         self.max_frames = int(extra.get("max_frames", 64))
         self.media_cache = ProcessedMediaCache(int(extra.get("media_cache_mb", 512)) * 1024 * 1024)
 
@@ -138,12 +155,12 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
 
     def _prepare(self, req: MediaRequest) -> PreparedMedia:
         size = self.spec.vision.image_size
-        key = f"{media_digest(req.source)}:{req.kind}:{req.num_frames}:{size}:{self.decode_backend}"
+        key = f"{media_digest(req.source)}:{req.kind}:{req.num_frames}:{size}:{self.pipeline}"
         cached = self.media_cache.get(key)
         if cached is None:
             frames = load_frames(req.source, req.kind, req.num_frames, self.decode_backend)
             pixels = clip_preprocess(frames, size=size)
-            cached = (pixels, hash_feature(pixels))
+            cached = (pixels, int.from_bytes(hashlib.sha256(key.encode()).digest(), "big"))
             self.media_cache.put(key, *cached)
         return PreparedMedia(req, cached[0], self.spec.vision.tokens_per_frame(req.token_kept_ratio), cached[1])
 
