@@ -17,12 +17,14 @@ The first kernel version (benchmarks/kernel_versions/tome_v1.py) is timed beside
 
     .venv/bin/python benchmarks/bench_tome.py            # CUDA; writes benchmarks/results/bench_tome_<gpu>.json
     .venv/bin/python benchmarks/bench_tome.py --smoke    # CPU, tiny shapes, reference only (JSON only with --out)
+    TRITON_INTERPRET=1 .venv/bin/python benchmarks/bench_tome.py --smoke --smoke-kernels   # + Triton, interpreted
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -122,7 +124,8 @@ def bench_point(args, impls, layer, timer, dtype, frames, r, t, device) -> dict:
         assert torch.equal(s_out.float().sum(1), size.float().sum(1)), name
         row[f"{name}_ms"] = timer(call)
         if name == "triton":
-            row["triton_graph_ms"] = graph_time(call, args.rep)
+            if device.type == "cuda":
+                row["triton_graph_ms"] = graph_time(call, args.rep)
             close = ((x_out.float() - x_ref.float()).abs() <= 2e-2 * (1 + x_ref.float().abs())).all(-1)
             row["rows_close_to_reference"] = float(close.float().mean())  # < 1 only where fp16 ties flip a plan
     moved = es * (frames * t * c + frames * (t - k) * c + frames * t * d) + size.element_size() * frames * (2 * t - k)
@@ -187,11 +190,12 @@ def kernel_resources() -> dict:
     return out
 
 
-def implementations(device: torch.device, use_compile: bool) -> dict:
+def implementations(device: torch.device, use_compile: bool, kernels: bool) -> dict:
+    """Reference always; on CUDA (or with ``kernels`` under the interpreter) the Triton versions too."""
     impls = {"reference": bipartite_merge_ref}
-    if device.type != "cuda":
+    if device.type != "cuda" and not kernels:
         return impls
-    if use_compile:
+    if use_compile and device.type == "cuda":
         # dynamic=True: one graph for every T; fullgraph=True: a graph break fails loudly, never falls back.
         # Room for a recompile per dtype / guard: past the limit fullgraph raises instead of timing eager.
         torch._dynamo.config.recompile_limit = 64
@@ -263,6 +267,9 @@ def check_targets(rows: list[dict]) -> dict:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, reference only")
+    parser.add_argument("--smoke-kernels", action="store_true",
+                        help="with --smoke under TRITON_INTERPRET=1: also run the Triton versions (checks the "
+                        "GPU-only code paths of this script; interpreter times mean nothing)")
     parser.add_argument("--frames", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--r", type=int, nargs="+", default=[4, 11, 22], help="rho = 0.8, 0.5, 0.01")
     parser.add_argument("--layers", type=int, nargs="+", default=[0, 15, 30], help="which of the 31 merges")
@@ -287,11 +294,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.smoke_kernels and not (args.smoke and os.environ.get("TRITON_INTERPRET") == "1"):
+        sys.exit("bench_tome: --smoke-kernels needs --smoke and TRITON_INTERPRET=1")
     device = torch.device("cpu" if args.smoke else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_tome: needs a CUDA device (use --smoke for a CPU check of the script)")
     timer = make_timer(device, args.rep)
-    impls = implementations(device, use_compile=not args.no_compile)
+    impls = implementations(device, use_compile=not args.no_compile, kernels=args.smoke_kernels)
     rows = []
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]

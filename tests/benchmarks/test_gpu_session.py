@@ -58,3 +58,19 @@ def test_a_failing_stage_fails_the_session(tmp_path):
 def test_an_unknown_stage_is_refused(tmp_path):
     proc = run_session(tmp_path, "nonsense")
     assert proc.returncode == 2 and "unknown stage nonsense" in proc.stderr
+
+
+def test_bench_tome_kernel_columns_under_the_interpreter(tmp_path):
+    """bench_tome's GPU-only paths (Triton and v1 columns, their speed-ups, the JSON) run under the interpreter."""
+    out = tmp_path / "tome.json"
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    proc = subprocess.run([sys.executable, "benchmarks/bench_tome.py", "--smoke", "--smoke-kernels", "--out", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["results"]
+    assert rows and all(r["triton_ms"] > 0 and r["triton_v1_ms"] > 0 and r["speedup_vs_v1"] > 0 for r in rows)
+    assert all(r["rows_close_to_reference"] == 1.0 for r in rows)  # fp32, fixed seed: same plan as the reference
+    refused = subprocess.run([sys.executable, "benchmarks/bench_tome.py", "--smoke-kernels"], cwd=REPO,
+                             env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"},
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "needs --smoke and TRITON_INTERPRET=1" in refused.stderr
