@@ -11,12 +11,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The device machine has torch and triton but no sglang and no web stack: refuse those imports.
+# The device machine has torch and triton but no sglang, no web stack and no PyAV: refuse those imports.
 BLOCKER = """
 import sys
 class _NotOnTheDevice:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("sglang", "sgl_kernel", "fastapi", "uvicorn"):
+        if name.split(".")[0] in ("sglang", "sgl_kernel", "fastapi", "uvicorn", "av", "decord", "schemathesis"):
             raise ImportError(f"{name} is not installed on the device machine")
 sys.meta_path.insert(0, _NotOnTheDevice())
 """
