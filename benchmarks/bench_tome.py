@@ -23,6 +23,7 @@ The first kernel version (benchmarks/kernel_versions/tome_v1.py) is timed beside
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -43,6 +44,16 @@ from provenance import git_state  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 TARGETS = {"speedup_vs_reference": 5.0, "copy_bandwidth_fraction": 0.60, "layer_share": 0.03}
+# --sweep: launch-configuration variants timed beside the default (KERNEL_NOTES.md, questions 1-3); each maps
+# kernel names to entries that replace launch_configs' own.
+SWEEP = {
+    "match_A16": {"_match_kernel": {"BLOCK_A": 16}},
+    "match_B32": {"_match_kernel": {"BLOCK_B": 32}},
+    "plan_32": {"_plan_kernel": {"BLOCK": 32, "num_warps": 4}},
+    "merge_R16_C256": {"_merge_kernel": {"BLOCK_R": 16, "BLOCK_C": 256, "num_warps": 4}},
+    "merge_R8_C512": {"_merge_kernel": {"BLOCK_R": 8, "BLOCK_C": 512, "num_warps": 4}},
+    "merge_R2_C2048_w4": {"_merge_kernel": {"BLOCK_R": 2, "BLOCK_C": 2048, "num_warps": 4}},
+}
 
 
 class VitLayer(nn.Module):
@@ -115,7 +126,7 @@ def bench_point(args, impls, layer, timer, dtype, frames, r, t, device) -> dict:
         try:
             x_out, s_out = fn(x, size, metric, r)  # warm-up (compiles) and invariants: same count, sizes conserved
         except Exception as exc:  # torch.compile or the old version failing must not cost the other columns
-            if name not in ("compiled", "triton_v1"):
+            if name not in ("compiled", "triton_v1") and not name.startswith("sweep:"):
                 raise
             row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:300]
             print(f"{name} failed at {row}: {row[f'{name}_error']}", file=sys.stderr)
@@ -190,8 +201,9 @@ def kernel_resources() -> dict:
     return out
 
 
-def implementations(device: torch.device, use_compile: bool, kernels: bool) -> dict:
-    """Reference always; on CUDA (or with ``kernels`` under the interpreter) the Triton versions too."""
+def implementations(device: torch.device, use_compile: bool, kernels: bool, sweep: bool = False) -> dict:
+    """Reference always; on CUDA (or with ``kernels`` under the interpreter) the Triton versions too, and
+    with ``sweep`` the SWEEP launch-configuration variants of the current kernels."""
     impls = {"reference": bipartite_merge_ref}
     if device.type != "cuda" and not kernels:
         return impls
@@ -205,7 +217,20 @@ def implementations(device: torch.device, use_compile: bool, kernels: bool) -> d
     triton_uniform = _uniform(tome_merge_triton)
     impls["triton"] = triton_uniform
     impls["triton_v1"] = _uniform(_load_version("tome_v1").tome_merge_triton)
+    if sweep:
+        for variant, overrides in SWEEP.items():
+            impls[f"sweep:{variant}"] = _uniform(functools.partial(tome_merge_triton, config_overrides=overrides))
     return impls
+
+
+def sweep_summary(rows: list[dict]) -> dict:
+    """Per SWEEP variant: its time over the default kernel's, median and range over the measured points."""
+    out = {}
+    for variant in SWEEP:
+        ratios = [w[f"sweep:{variant}_ms"] / w["triton_ms"] for w in rows if f"sweep:{variant}_ms" in w]
+        if ratios:
+            out[variant] = {"median_time_vs_default": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+    return out
 
 
 def _uniform(launcher):
@@ -267,6 +292,7 @@ def check_targets(rows: list[dict]) -> dict:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, reference only")
+    parser.add_argument("--sweep", action="store_true", help="also time the SWEEP launch-configuration variants")
     parser.add_argument("--smoke-kernels", action="store_true",
                         help="with --smoke under TRITON_INTERPRET=1: also run the Triton versions (checks the "
                         "GPU-only code paths of this script; interpreter times mean nothing)")
@@ -300,7 +326,7 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_tome: needs a CUDA device (use --smoke for a CPU check of the script)")
     timer = make_timer(device, args.rep)
-    impls = implementations(device, use_compile=not args.no_compile, kernels=args.smoke_kernels)
+    impls = implementations(device, use_compile=not args.no_compile, kernels=args.smoke_kernels, sweep=args.sweep)
     rows = []
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
@@ -313,6 +339,10 @@ def main() -> None:
                     rows.append({"layer": j, **row})
     print_table(rows)
     summary = check_targets(rows)
+    if args.sweep:
+        summary["sweep"] = sweep_summary(rows)
+        print("sweep: time vs the default configuration (median over points): " + ", ".join(
+            f"{name} {v['median_time_vs_default']:.2f}" for name, v in summary["sweep"].items()))
     print(json.dumps(summary, indent=1))
     out = args.out or (None if args.smoke else REPO / "benchmarks/results" /
                        f"bench_tome_{torch.cuda.get_device_name().replace(' ', '_')}.json")

@@ -2,11 +2,11 @@
 # What issue 4 needs from a lent GPU, in as few device calls as possible. The device machine runs this in the
 # repository root with its own python3 (torch + triton; no sglang, no venv, no network):
 #
-#   bash benchmarks/gpu_session.sh [tests] [resources] [tome] [vision]   # no argument: all (each well under 10 min)
+#   bash benchmarks/gpu_session.sh [tests] [resources] [tome] [sweep] [vision]   # no argument: all but sweep
 #
 # Stages: `tests` runs tests/kernels natively on CUDA (not the interpreter); `resources` is the compiler's
-# report with the device's own Triton (kernel_resources.py); `tome` runs bench_tome.py; `vision` runs
-# bench_vision.py. Everything lands under $OUT (the device tool's return folder; here
+# report with the device's own Triton (kernel_resources.py); `tome` runs bench_tome.py; `sweep` times
+# bench_tome's launch-configuration variants (fp16, F in {1, 8}); `vision` runs bench_vision.py. Everything lands under $OUT (the device tool's return folder; here
 # benchmarks/results/gpu-session when OUT is unset): env.txt, one log per stage, the benchmark JSON. The last
 # lines printed are a summary, because the device tool returns only the end of the output.
 # GPU_SESSION_SMOKE=1 runs the same stages on a CPU machine (kernel tests in the interpreter, benchmarks with
@@ -59,12 +59,17 @@ for stage in "${stages[@]}"; do
             "$PY" benchmarks/bench_tome.py "${smoke[@]}" --out "$OUT/bench_tome_$device.json" > "$OUT/bench_tome.log" 2>&1
             rc=$?
             line=$(grep -A4 '"worst"' "$OUT/bench_tome.log" | tr -s ' \n' ' ') ;;
+        sweep)
+            "$PY" benchmarks/bench_tome.py "${smoke[@]}" --sweep --frames 1 8 --dtypes fp16 --layers 0 15 --no-compile \
+                --out "$OUT/bench_tome_sweep_$device.json" > "$OUT/bench_tome_sweep.log" 2>&1
+            rc=$?
+            line=$(grep '^sweep:' "$OUT/bench_tome_sweep.log") ;;
         vision)
             "$PY" benchmarks/bench_vision.py "${smoke[@]}" --out "$OUT/bench_vision_$device.json" > "$OUT/bench_vision.log" 2>&1
             rc=$?
             line=$(grep -E '^(triton|reference) +0\.2 ' "$OUT/bench_vision.log" | tr -s ' \n' ' ') ;;
         *)
-            echo "unknown stage $stage (expected tests, resources, tome or vision)" >&2
+            echo "unknown stage $stage (expected tests, resources, tome, sweep or vision)" >&2
             exit 2 ;;
     esac
     [ "$rc" -ne 0 ] && failed=1

@@ -203,7 +203,8 @@ def launch_configs(num_tokens: int, channels: int, k_max: int) -> dict[str, dict
 
 
 def tome_merge_triton(
-    x: torch.Tensor, size: torch.Tensor, metric: torch.Tensor, r: torch.Tensor, *, poison_outputs: bool = False
+    x: torch.Tensor, size: torch.Tensor, metric: torch.Tensor, r: torch.Tensor, *, poison_outputs: bool = False,
+    config_overrides: dict[str, dict[str, int]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One merge step, a different r per frame allowed.
 
@@ -215,6 +216,8 @@ def tome_merge_triton(
             on the CPU to avoid a device sync.
         poison_outputs: test hook; pre-fill every buffer the kernels must write with garbage (NaN / -7 /
             index 0) so a skipped write shows up.
+        config_overrides: tuning hook (benchmarks/bench_tome.py --sweep); per kernel name, entries that
+            replace those of :func:`launch_configs`, e.g. ``{"_merge_kernel": {"BLOCK_C": 256}}``.
 
     Returns:
         ``(x_out [F, T - k_min, C], size_out [F, T - k_min], n_out [F] int64)``; frame f's rows
@@ -256,6 +259,8 @@ def tome_merge_triton(
         work[2:].zero_()  # a stale plan read then points at a real (wrong) token, not out of bounds
 
     cfg = launch_configs(num_tokens, channels, k_max)
+    for name, override in (config_overrides or {}).items():
+        cfg[name] = {**cfg[name], **override}
     match_cfg, plan_cfg, merge_cfg = cfg["_match_kernel"], cfg["_plan_kernel"], cfg["_merge_kernel"]
     _match_kernel[(triton.cdiv(n_a, match_cfg["BLOCK_A"]), num_frames)](
         metric, best, match, num_tokens, dim, *metric.stride(), **match_cfg)

@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,6 +121,20 @@ def test_auroracap_like_shape(tome_kernels, num_tokens):
     r, seed = (22, 3), _seed()
     x, size, metric = _draw((2, num_tokens, 64, 16), r, torch.float16, seed)
     _check(_launch(tome_kernels, x, size, metric, r), x, size, metric, r, torch.float16, f"seed {seed}")
+
+
+def test_launch_config_variants_compute_the_same_step(tome_kernels):
+    """Every launch-configuration variant bench_tome --sweep times is still the same merge step."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_tome import SWEEP
+
+    tome, device = tome_kernels
+    r, seed = (6, 20), _seed()
+    x, size, metric = _draw((2, 41, 96, 80), r, torch.float32, seed)
+    for variant, overrides in SWEEP.items():
+        got = tome.tome_merge_triton(x.to(device), size.to(device), metric.to(device), torch.tensor(r),
+                                     poison_outputs=True, config_overrides=overrides)
+        _check(tuple(t.cpu() for t in got), x, size, metric, r, torch.float32, f"{variant} seed {seed}")
 
 
 def test_integer_and_low_precision_sizes(tome_kernels):
