@@ -1,8 +1,8 @@
-"""A bounded LRU of processed media: a repeated video skips decoding, preprocessing and pixel hashing.
+"""A bounded LRU of processed media: a repeated video skips decoding and preprocessing.
 
 Key: the SHA-256 of the media bytes plus everything that changes the pixels (kind, frames requested,
-resolution, decoder). The value is the CLIP pixel tensor ``[F, 3, S, S]`` and its content hash; the kept
-ratio is not part of the key because it does not change the pixels (it is folded into the item hash later).
+resolution, decoder and its version). The value is the CLIP pixel tensor ``[F, 3, S, S]``; the kept ratio is
+not part of the key because it does not change the pixels (it is folded into the item hash later).
 Thread-safe: the processor prepares media on a thread pool.
 """
 
@@ -34,32 +34,32 @@ class ProcessedMediaCache:
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[torch.Tensor, int]] = OrderedDict()
+        self._entries: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, key: str) -> tuple[torch.Tensor, int] | None:
+    def get(self, key: str) -> torch.Tensor | None:
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
+            pixels = self._entries.get(key)
+            if pixels is None:
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return entry
+            return pixels
 
-    def put(self, key: str, pixels: torch.Tensor, content_hash: int) -> None:
+    def put(self, key: str, pixels: torch.Tensor) -> None:
         size = pixels.numel() * pixels.element_size()
         if size > self.max_bytes:
             return
         with self._lock:
             if key in self._entries:
                 return
-            self._entries[key] = (pixels, content_hash)
+            self._entries[key] = pixels
             self._bytes += size
             while self._bytes > self.max_bytes:
-                _, (old, _) = self._entries.popitem(last=False)
+                _, old = self._entries.popitem(last=False)
                 self._bytes -= old.numel() * old.element_size()
 
     def __len__(self) -> int:

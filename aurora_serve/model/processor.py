@@ -47,7 +47,6 @@ OPTION_KEYS = ("token_kept_ratio", "num_frames")
 DATA_URL_LIMITS = FetchLimits()  # engine callers' data: URLs get the front end's default size caps
 
 
-
 def _pipeline(decode_backend: str) -> str:
     """What else turns the same bytes into pixels: part of the media identity (a decoder upgrade changes it)."""
     if decode_backend == "decord":
@@ -55,6 +54,7 @@ def _pipeline(decode_backend: str) -> str:
 
         return f"decord{decord.__version__}-pillow{PIL.__version__}"
     return f"{decode_backend}-av{av.__version__}-pillow{PIL.__version__}"
+
 
 @dataclass(frozen=True)
 class MediaRequest:
@@ -69,7 +69,7 @@ class PreparedMedia:
     request: MediaRequest
     pixels: torch.Tensor  # [F, 3, S, S] float32
     tokens_per_frame: int
-    pixel_hash: int  # content hash of the media and its decoding (module docstring), before ρ/F are folded in
+    content_hash: int  # hash of the media and its decoding (module docstring), before ρ/F are folded in
 
 
 class AuroraCapProcessor(BaseMultimodalProcessor):
@@ -156,13 +156,13 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
     def _prepare(self, req: MediaRequest) -> PreparedMedia:
         size = self.spec.vision.image_size
         key = f"{media_digest(req.source)}:{req.kind}:{req.num_frames}:{size}:{self.pipeline}"
-        cached = self.media_cache.get(key)
-        if cached is None:
+        pixels = self.media_cache.get(key)
+        if pixels is None:
             frames = load_frames(req.source, req.kind, req.num_frames, self.decode_backend)
             pixels = clip_preprocess(frames, size=size)
-            cached = (pixels, int.from_bytes(hashlib.sha256(key.encode()).digest(), "big"))
-            self.media_cache.put(key, *cached)
-        return PreparedMedia(req, cached[0], self.spec.vision.tokens_per_frame(req.token_kept_ratio), cached[1])
+            self.media_cache.put(key, pixels)
+        content_hash = int.from_bytes(hashlib.sha256(key.encode()).digest(), "big")  # the key is the identity
+        return PreparedMedia(req, pixels, self.spec.vision.tokens_per_frame(req.token_kept_ratio), content_hash)
 
     def _item(self, p: PreparedMedia, offsets: list[tuple[int, int]]) -> MultimodalDataItem:
         modality = Modality.IMAGE if p.request.kind == "image" else Modality.VIDEO
@@ -179,7 +179,7 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
             "image_size": self.spec.vision.image_size,
         }
         ns = "sha256:" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        item.hash = resolve_multimodal_item_hash(existing_hash=p.pixel_hash, namespace=ns)
+        item.hash = resolve_multimodal_item_hash(existing_hash=p.content_hash, namespace=ns)
         return item
 
 
