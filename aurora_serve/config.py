@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from aurora_serve.engine import EngineSettings
+from aurora_serve.kernels.dispatch import BACKENDS as MERGE_BACKENDS
+from aurora_serve.media.decode import VIDEO_BACKENDS
 from aurora_serve.model.token_count import validate_ratio
 
 ENV_PREFIX = "AURORA_"
@@ -160,9 +162,9 @@ OPTIONS: list[tuple[str, Any, str]] = [
     ("prometheus_multiproc_dir", str, "directory for SGLang's multiprocess metrics (default: a fresh temp dir)"),
     ("sglang_args", _json_object,
      "JSON object of extra sglang.Engine arguments, e.g. '{\"chunked_prefill_size\": 4096}'"),
-    ("merge_backend", ["auto", "triton", "reference"], "token-merge step in the vision tower: auto = the Triton "
+    ("merge_backend", list(MERGE_BACKENDS), "token-merge step in the vision tower: auto = the Triton "
      "kernel on CUDA and the PyTorch reference elsewhere; reference forces the reference (same outputs)"),
-    ("decode_backend", ["pyav", "decord"], "video decoder: pyav (seeks to the sampled frames) or decord "
+    ("decode_backend", list(VIDEO_BACKENDS), "video decoder: pyav (seeks to the sampled frames) or decord "
      "(needs the decord package)"),
     ("host", str, "address to bind"),
     ("port", _non_negative_int, "port to bind (0: any free port)"),

@@ -73,18 +73,18 @@ def sglang_overrides(model_dir: Path, layout: str, runtime: dict) -> dict:
     """The config override SGLang applies: our architecture plus an ``aurora`` dict (see AuroraSpec)."""
     aurora = {"layout": layout, "model_dir": str(model_dir), **runtime}
     if layout == "xtuner":
-        from transformers import AutoTokenizer
-
         aurora["vision_config"] = json.loads((model_dir / "visual_encoder" / "config.json").read_text())
-        aurora["image_token_id"] = placeholder_id(AutoTokenizer.from_pretrained(str(model_dir)))
+        needs_placeholder = True  # the Llama config names no placeholder
     else:
         config = json.loads((model_dir / "config.json").read_text())
         aurora = {**config.get("aurora", {}), **aurora}
         token_index = config.get("image_token_index")
-        if "image_token_id" not in aurora and (not isinstance(token_index, int) or token_index < 0):
-            from transformers import AutoTokenizer  # the fork's -200 sentinel is no vocabulary id
+        # the fork's -200 sentinel is no vocabulary id
+        needs_placeholder = "image_token_id" not in aurora and (not isinstance(token_index, int) or token_index < 0)
+    if needs_placeholder:
+        from transformers import AutoTokenizer
 
-            aurora["image_token_id"] = placeholder_id(AutoTokenizer.from_pretrained(str(model_dir)))
+        aurora["image_token_id"] = placeholder_id(AutoTokenizer.from_pretrained(str(model_dir)))
     return {"architectures": [ARCH], "aurora": aurora}
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_THREADS",
     "MAX_PIXELS",
     "MAX_SIDE",
+    "VIDEO_BACKENDS",
     "DecodeStats",
     "Source",
     "decode_image",
@@ -50,6 +51,7 @@ __all__ = [
     "sample_indices",
 ]
 
+VIDEO_BACKENDS = ("pyav", "decord")  # decord is an optional dependency
 # Decoder threads per call. One: a server decodes several requests at once, and frame threading costs
 # CPU on every seek (the pipeline is flushed) while only shortening long sequential decodes.
 DEFAULT_THREADS = 1
@@ -89,8 +91,8 @@ def decode_video(
     stats = stats if stats is not None else DecodeStats()
     if backend == "decord":
         return _decode_decord(source, num_frames, max_frames_total, threads, stats)
-    if backend != "pyav":
-        raise ValueError(f"unknown video backend {backend!r}; expected 'pyav' or 'decord'")
+    if backend not in VIDEO_BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; expected {' or '.join(map(repr, VIDEO_BACKENDS))}")
     try:
         return decode_pyav(source, num_frames, max_frames_total, threads, strategy, stats)
     except av.FFmpegError as exc:
