@@ -9,8 +9,8 @@ merge not included) that the merge costs; and its bandwidth against a device-to-
 write the T - k output rows and sizes.
 Inputs rotate among enough random sets to exceed ``--rotate-mb`` (default 256 MB, five times an H100's L2), so
 repeated calls measure device memory and not the cache (the copy rotates the same way); the CUDA-graph column
-captures several calls, so it rotates too. After a CUDA run the compiled kernels' resources (registers, spills,
-shared memory) are saved with the numbers.
+captures several calls, so it rotates too. The kernels' registers, spills and shared memory come from
+benchmarks/kernel_resources.py (the compiler's report, same launch configurations).
 
 Targets: Triton >= 5x faster than the reference, >= 60 % of copy bandwidth, <= 3 % of a layer.
 The first kernel version (benchmarks/kernel_versions/tome_v1.py) is timed beside the current one (column v1).
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import platform
@@ -167,38 +168,8 @@ def random_inputs(frames, t, c, d, dtype, device, gen) -> tuple[torch.Tensor, to
 
 def rotating(fn, items: list):
     """A no-argument callable that applies ``fn`` to the next of ``items`` on every call (round robin)."""
-    state = {"i": 0}
-
-    def call():
-        item = items[state["i"] % len(items)]
-        state["i"] += 1
-        return fn(item)
-
-    return call
-
-
-def kernel_resources() -> dict:
-    """Per Triton kernel, what each compiled specialisation uses (after a CUDA run), or why it is unknown.
-
-    Reads ``JITFunction.device_caches`` (the kernel cache is the first element of each device's entry in
-    Triton 3.x); attributes a version does not have are reported as missing, not guessed."""
-    from aurora_serve.kernels import tome
-
-    out = {}
-    for name in ("_match_kernel", "_plan_kernel", "_merge_kernel"):
-        fn = getattr(tome, name)
-        try:
-            compiled = [kern for entry in fn.device_caches.values() for kern in entry[0].values()]
-        except (AttributeError, TypeError, IndexError) as exc:
-            out[name] = f"unavailable in this triton: {type(exc).__name__}: {exc}"
-            continue
-        out[name] = [{
-            "n_regs": getattr(kern, "n_regs", None), "n_spills": getattr(kern, "n_spills", None),
-            "shared_bytes": getattr(getattr(kern, "metadata", None), "shared", None),
-            "num_warps": getattr(getattr(kern, "metadata", None), "num_warps", None),
-            "num_stages": getattr(getattr(kern, "metadata", None), "num_stages", None),
-        } for kern in compiled]
-    return out
+    cycle = itertools.cycle(items)
+    return lambda: fn(next(cycle))
 
 
 def implementations(device: torch.device, use_compile: bool, kernels: bool, sweep: bool = False) -> dict:
@@ -214,8 +185,7 @@ def implementations(device: torch.device, use_compile: bool, kernels: bool, swee
         impls["compiled"] = torch.compile(bipartite_merge_ref, dynamic=True, fullgraph=True)
     from aurora_serve.kernels.tome import tome_merge_triton
 
-    triton_uniform = _uniform(tome_merge_triton)
-    impls["triton"] = triton_uniform
+    impls["triton"] = _uniform(tome_merge_triton)
     impls["triton_v1"] = _uniform(_load_version("tome_v1").tome_merge_triton)
     if sweep:
         for variant, overrides in SWEEP.items():
@@ -350,8 +320,7 @@ def main() -> None:
         report = {"benchmark": "bench_tome", "command": " ".join([Path(sys.executable).name, *sys.argv]),
                   **environment(device), "settings": {k: (str(v) if isinstance(v, Path) else v)
                                                       for k, v in vars(args).items()},
-                  "results": rows, **summary,
-                  "kernel_resources": kernel_resources() if device.type == "cuda" else None}
+                  "results": rows, **summary}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {out}")

@@ -30,21 +30,22 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from aurora_serve.kernels import tome  # noqa: E402
 
-TRITON_TYPES = {"fp16": "fp16", "bf16": "bf16", "fp32": "fp32"}
+DTYPES = ("fp16", "bf16", "fp32")  # Triton's own names for the tensors' element types
 LAUNCH_KEYS = ("num_warps", "num_stages")
 
 
-def signatures(x_dtype: str, metric_dtype: str, size_dtype: str) -> dict[str, dict[str, str]]:
-    """Argument types of each kernel as the launcher calls it (pointers typed by dtype, ints 32-bit)."""
+def signatures(dtype: str) -> dict[str, dict[str, str]]:
+    """Argument types of each kernel as the launcher calls it with x, sizes and metric all in ``dtype``
+    (as the model does), ints 32-bit."""
     i32 = "i32"
     return {
-        "_match_kernel": {"metric_ptr": f"*{metric_dtype}", "best_ptr": "*fp32", "match_ptr": "*i32", "T": i32,
+        "_match_kernel": {"metric_ptr": f"*{dtype}", "best_ptr": "*fp32", "match_ptr": "*i32", "T": i32,
                           "D": i32, "stride_mf": i32, "stride_mt": i32, "stride_md": i32},
         "_plan_kernel": {"best_ptr": "*fp32", "match_ptr": "*i32", "k_ptr": "*i32", "src_ptr": "*i32",
                          "dst_ptr": "*i32", "keep_ptr": "*i32", "T": i32},
-        "_merge_kernel": {"x_ptr": f"*{x_dtype}", "size_ptr": f"*{size_dtype}", "src_ptr": "*i32", "dst_ptr": "*i32",
-                          "keep_ptr": "*i32", "k_ptr": "*i32", "x_out_ptr": f"*{x_dtype}",
-                          "size_out_ptr": f"*{size_dtype}", "T": i32, "C": i32, "width": i32, "stride_xf": i32,
+        "_merge_kernel": {"x_ptr": f"*{dtype}", "size_ptr": f"*{dtype}", "src_ptr": "*i32", "dst_ptr": "*i32",
+                          "keep_ptr": "*i32", "k_ptr": "*i32", "x_out_ptr": f"*{dtype}",
+                          "size_out_ptr": f"*{dtype}", "T": i32, "C": i32, "width": i32, "stride_xf": i32,
                           "stride_xt": i32, "stride_sf": i32, "stride_st": i32},
     }
 
@@ -78,7 +79,7 @@ def compile_report(name: str, signature: dict[str, str], config: dict[str, int],
 def report(arch: int, tokens: list[int], channels: int, k_max: int, dtypes: list[str]) -> list[dict]:
     rows = []
     for dtype in dtypes:
-        sigs = signatures(TRITON_TYPES[dtype], TRITON_TYPES[dtype], TRITON_TYPES[dtype])
+        sigs = signatures(dtype)
         for num_tokens in tokens:
             for name, config in tome.launch_configs(num_tokens, channels, k_max).items():
                 rows.append({"dtype": dtype, "T": num_tokens, **compile_report(name, sigs[name], config, arch)})
@@ -91,7 +92,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, nargs="+", default=[730, 100], help="T of the frames (first, late layer)")
     p.add_argument("--channels", type=int, default=1280)
     p.add_argument("--k-max", type=int, default=22, help="largest tokens merged per step (r at rho = 0.01)")
-    p.add_argument("--dtypes", nargs="+", default=["fp16", "bf16", "fp32"], choices=sorted(TRITON_TYPES))
+    p.add_argument("--dtypes", nargs="+", default=["fp16", "bf16", "fp32"], choices=DTYPES)
     p.add_argument("--out", type=Path, help="also save JSON here")
     args = p.parse_args()
     rows = report(args.arch, args.tokens, args.channels, args.k_max, args.dtypes)
