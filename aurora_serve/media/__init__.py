@@ -1,1 +1,2 @@
-"""Media: fetch bytes under limits (``fetch``), decode them into RGB frames (``decode``), CLIP-preprocess (``preprocess``)."""
+"""Media: fetch bytes under limits (``fetch``, ``addresses``, ``local``), decode them into RGB frames
+(``decode``), CLIP-preprocess (``preprocess``)."""

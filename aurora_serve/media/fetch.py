@@ -11,37 +11,26 @@ cannot move the connection. Requests go straight to an httpx transport, not an `
 redirect handling (it parses ``Location`` before we could check it), no proxies from the environment, no
 cookies between hops.
 
-Refused addresses: unspecified, loopback, link-local (incl. cloud metadata 169.254.169.254), multicast,
-private, reserved, and anything else not globally routable - notably CGNAT 100.64.0.0/10 (Alibaba Cloud's
-metadata service lives at 100.100.100.200). IPv4 embedded in IPv6 (mapped ``::ffff:a.b.c.d``, compatible
-``::a.b.c.d``, 6to4 ``2002::/16``, NAT64 ``64:ff9b::/96``) is judged by the IPv4 address it carries.
+The address policy is in :mod:`aurora_serve.media.addresses`; ``data:`` and ``file://`` in
+:mod:`aurora_serve.media.local`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
 import inspect
-import ipaddress
-import os
-import re
 import socket
-import stat
 from contextlib import aclosing
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 from aurora_serve.errors import InvalidRequestError, MediaFetchError, MediaTooLargeError
+from aurora_serve.media.addresses import check_address, is_ip, parse_allow_hosts
+from aurora_serve.media.local import decode_data_url, read_file_url
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _REDIRECTS = (301, 302, 303, 307, 308)
-_HOSTNAME = re.compile(r"^\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _MiB = 1024 * 1024
 
 
@@ -69,50 +58,6 @@ class FetchLimits:
         parse_allow_hosts(tuple(self.allow_hosts))  # fail at startup, not on the first request
 
 
-@functools.lru_cache(maxsize=32)
-def parse_allow_hosts(entries: tuple[str, ...]) -> tuple[tuple[IPNetwork, ...], frozenset[str]]:
-    """Split allow-list entries into networks ("10.0.0.0/8", "127.0.0.1" = /32) and lower-case hostnames.
-    Raises ValueError on an entry that is neither."""
-    nets, names = [], set()
-    for entry in entries:
-        text = entry.strip().lower()
-        try:
-            nets.append(ipaddress.ip_network(text, strict=False))
-            continue
-        except ValueError:
-            pass
-        if not _HOSTNAME.match(text.rstrip(".")):
-            raise ValueError(f"allow_hosts: {entry!r} is neither a CIDR, an IP address nor a hostname")
-        names.add(text.rstrip("."))
-    return tuple(nets), frozenset(names)
-
-
-def _embedded_v4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, compatible, 6to4, NAT64), else None."""
-    if ip.version == 4:
-        return None
-    packed = int(ip)
-    if ip in _NAT64 or (packed >> 32 == 0 and packed > 1):  # ::a.b.c.d (:: and ::1 are judged as IPv6)
-        return ipaddress.IPv4Address(packed & 0xFFFFFFFF)
-    return ip.ipv4_mapped or ip.sixtofour
-
-
-def check_address(address: str | IPAddress, allowed: tuple[IPNetwork, ...] = ()) -> str | None:
-    """Why ``address`` must not be contacted ("loopback", "private", ...), or None when it may be.
-
-    Addresses inside an ``allowed`` network are always permitted. Pure: no DNS, no sockets."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
-    if any(ip.version == net.version and ip in net for net in allowed):
-        return None
-    inner = _embedded_v4(ip)
-    if inner is not None:
-        return check_address(inner, allowed)
-    for reason in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
-        if getattr(ip, f"is_{reason}"):
-            return reason.replace("_", "-")
-    return None if ip.is_global else "not globally routable"
-
-
 async def fetch_media(url: str, limits: FetchLimits, *, resolver=None, transport=None) -> bytes:
     """Return the bytes ``url`` points at, or raise an ``AuroraError`` (400/413; never a raw exception).
 
@@ -122,7 +67,7 @@ async def fetch_media(url: str, limits: FetchLimits, *, resolver=None, transport
     if scheme == "data" and "data" in limits.allowed_schemes:
         return decode_data_url(url, limits)
     if scheme == "file":
-        return await _read_file_url(url, limits)
+        return await read_file_url(url, limits)
     _check_scheme(scheme, limits, url_kind="media URL")
     try:
         with anyio.fail_after(limits.total_timeout):
@@ -138,67 +83,6 @@ def _check_scheme(scheme: str, limits: FetchLimits, url_kind: str) -> None:
         raise error(f"unsupported URL scheme {scheme + ':' if scheme else '(none)'} in {url_kind}; allowed: {allowed}")
 
 
-def decode_data_url(url: str, limits: FetchLimits) -> bytes:
-    """A base64 ``data:`` URL's bytes; the payload size is checked before anything is decoded."""
-    header, comma, payload = url.partition(",")
-    if not comma or not header.lower().endswith(";base64"):
-        raise InvalidRequestError("data: URLs must be base64-encoded (data:<type>;base64,<payload>)")
-    if len(payload) > limits.max_data_url_bytes:  # before decoding: never allocate the decoded copy
-        raise MediaTooLargeError(f"data: URL payload is {len(payload)} bytes; the limit is {limits.max_data_url_bytes}")
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequestError("data: URL payload is not valid base64") from None
-    if not data:
-        raise MediaFetchError("data: URL payload is empty")
-    if len(data) > limits.max_bytes:
-        raise MediaTooLargeError(f"media is {len(data)} bytes; the limit is {limits.max_bytes}")
-    return data
-
-
-async def _read_file_url(url: str, limits: FetchLimits) -> bytes:
-    if limits.allowed_local_media_path is None:
-        raise InvalidRequestError("file:// media URLs are disabled on this server; send an http(s) or base64 data: URL")
-    parts = urlsplit(url)
-    path = unquote(parts.path)
-    if parts.netloc not in ("", "localhost") or not path.startswith("/") or "\x00" in path:
-        raise InvalidRequestError("file:// media URL must be an absolute local path (file:///path/to/video.mp4)")
-    root = os.path.realpath(limits.allowed_local_media_path)
-    real = os.path.realpath(path)  # symlinks and ".." resolved before the containment check
-    if os.path.commonpath([root, real]) != root:
-        raise InvalidRequestError("file:// media URL is outside the directory this server may read from")
-    return await anyio.to_thread.run_sync(_read_regular_file, real, limits.max_bytes)
-
-
-def _read_regular_file(path: str, max_bytes: int) -> bytes:
-    try:  # O_NONBLOCK: opening a FIFO must not hang; fstat on the open fd closes the stat/open race
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise MediaFetchError(f"file:// media could not be opened: {exc.strerror or 'error'}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise MediaFetchError("file:// media URL does not name a regular file")
-        if info.st_size > max_bytes:
-            raise MediaTooLargeError(f"media is {info.st_size} bytes; the limit is {max_bytes}")
-        data = bytearray()
-        while chunk := os.read(fd, min(8 * _MiB, max_bytes + 1 - len(data))):  # the file may have grown
-            data += chunk
-            if len(data) > max_bytes:
-                raise MediaTooLargeError(f"media is larger than the limit of {max_bytes} bytes")
-    finally:
-        os.close(fd)
-    return bytes(data)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
 async def _system_resolver(host: str, port: int) -> list[str]:
     infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [info[4][0] for info in infos]
@@ -209,7 +93,7 @@ async def _pinned_addresses(url: httpx.URL, limits: FetchLimits, resolver) -> li
     host = url.raw_host.decode("ascii").lower().rstrip(".")
     nets, names = parse_allow_hosts(tuple(limits.allow_hosts))
     host_allowed = host in names or any(n.startswith(".") and host.endswith(n) for n in names)
-    addresses = [host] if _is_ip(host) else []  # an IP literal needs no resolution
+    addresses = [host] if is_ip(host) else []  # an IP literal needs no resolution
     try:
         if not addresses:
             result = resolver(host, url.port or (443 if url.scheme == "https" else 80))
@@ -219,7 +103,7 @@ async def _pinned_addresses(url: httpx.URL, limits: FetchLimits, resolver) -> li
     if not addresses:
         raise MediaFetchError(f"could not resolve media host {host!r}")
     for address in addresses:
-        if not _is_ip(address):
+        if not is_ip(address):
             raise MediaFetchError(f"resolver returned a non-address for media host {host!r}")
         reason = None if host_allowed else check_address(address, nets)
         if reason is not None:  # the address itself is not echoed: no probing of internal DNS
@@ -275,7 +159,7 @@ async def _send_pinned(transport, url: httpx.URL, addresses: list[str], timeout:
     port = "" if url.port is None else f":{url.port}"
     headers = {"Host": netloc + port, "Accept-Encoding": "identity", "User-Agent": "aurora-serve"}
     extensions = {"timeout": timeout}
-    if url.scheme == "https" and not _is_ip(host):
+    if url.scheme == "https" and not is_ip(host):
         extensions["sni_hostname"] = host  # httpcore also verifies the certificate against this name
     for i, address in enumerate(addresses):
         request = httpx.Request("GET", url.copy_with(host=address), headers=headers, extensions=extensions)

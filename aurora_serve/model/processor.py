@@ -35,7 +35,8 @@ from sglang.srt.multimodal.processors.base_processor import BaseMultimodalProces
 
 from aurora_serve.errors import InvalidRequestError, MediaError
 from aurora_serve.media.decode import load_frames
-from aurora_serve.media.fetch import FetchLimits, decode_data_url
+from aurora_serve.media.fetch import FetchLimits
+from aurora_serve.media.local import decode_data_url
 from aurora_serve.media.preprocess import clip_preprocess
 from aurora_serve.model.auroracap import AuroraCapForConditionalGeneration
 from aurora_serve.model.config import AuroraSpec
