@@ -76,7 +76,7 @@ def tree_cpu(pid: int) -> dict[int, float]:
             except psutil.Error:
                 continue
     except psutil.Error:
-        pass
+        pass  # the server exited: what was read so far
     return out
 
 

@@ -41,7 +41,7 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 240) -> None:
                 if r.status == 200:
                     return
         except OSError:
-            pass
+            pass  # not listening yet
         time.sleep(1)
     raise AssertionError("server never became ready")
 

@@ -23,7 +23,7 @@ def define_schemas_if_missing() -> bool:
         torch.ops.torchvision.nms  # noqa: B018 - resolving the op is the check
         return False
     except (AttributeError, RuntimeError):
-        pass
+        pass  # not registered: define the stubs below
     lib = torch.library.Library("torchvision", "DEF")
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")

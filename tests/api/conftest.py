@@ -61,7 +61,7 @@ class ServerProcess:
                 if httpx.get(self.base + "/ready", timeout=2).status_code == 200:
                     return self
             except httpx.TransportError:
-                pass
+                pass  # not listening yet
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"server not ready after {timeout} s:\n{self.log_tail()}")

@@ -62,7 +62,7 @@ def ensure_playwright():
         import playwright.sync_api as api
         return api
     except ImportError:
-        pass
+        pass  # not installed: install it below
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aurora-serve"
     target = cache / f"playwright-{PLAYWRIGHT_VERSION}"
     if not (target / "playwright").is_dir():
