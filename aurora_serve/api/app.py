@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -134,7 +135,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):
-        return JSONResponse(_validation_message(exc.errors()).to_dict(), status_code=400)
+        return JSONResponse(_validation_message(exc.errors(), exc.body).to_dict(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException):
@@ -154,10 +155,13 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error.to_dict(), status_code=500)
 
 
-def _validation_message(errors) -> InvalidRequestError:
-    """The first pydantic error as OpenAI words it: a message and the offending parameter path."""
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+def _validation_message(errors, body: Any = None) -> InvalidRequestError:
+    """The most specific pydantic error as OpenAI words it: a message and the offending parameter path.
+
+    For a union (``content``: a string or a list of parts) pydantic reports every branch; the deepest error is
+    the one about what the caller actually sent, not "Input should be a valid string" for a list."""
+    first = max(errors, key=lambda e: len(e.get("loc", ()))) if errors else {"loc": (), "msg": "invalid request"}
+    loc = _input_path(first.get("loc", ()), body, keep_last=first.get("type") == "missing")
     param = ".".join(loc) or None
     if first.get("type") == "extra_forbidden":
         return InvalidRequestError(f"Unrecognized request argument supplied: {param}", param=param)
@@ -166,3 +170,19 @@ def _validation_message(errors) -> InvalidRequestError:
                                    f"{first.get('ctx', {}).get('error', 'invalid JSON')}", code="invalid_json")
     where = f"{param}: " if param else ""
     return InvalidRequestError(f"{where}{first.get('msg', 'invalid value')}", param=param)
+
+
+def _input_path(loc, body: Any, keep_last: bool) -> list[str]:
+    """``loc`` without pydantic's union-branch labels ("str", "list[...]", a part's tag): only the steps that
+    index into the request as sent (and, for a missing field, its name)."""
+    path, node = [], body
+    steps = [p for p in loc if p != "body"]
+    for i, step in enumerate(steps):
+        if isinstance(node, dict) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            node = node[step]
+        elif not (keep_last and i == len(steps) - 1) and body is not None:
+            continue  # a branch label, not a place in the request
+        path.append(str(step))
+    return path

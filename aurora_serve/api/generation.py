@@ -143,11 +143,17 @@ def caption_response(job: Job, out: dict) -> Caption:
                    token_kept_ratio=media["token_kept_ratio"], num_frames=frames, usage=usage)
 
 
+def bearer_token(request: Request) -> str | None:
+    """The request's API key (the gate has already checked it when keys are configured)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
 async def answer_chat(request: Request, runtime, body) -> Any:
     """``POST /v1/chat/completions``: admit, build the job, run it."""
     ticket = runtime.admit("chat")
     try:
-        job = await unless_disconnected(request, runtime.service.chat_job(body))
+        job = await unless_disconnected(request, runtime.service.chat_job(body, bearer_token(request)))
     except BaseException:
         ticket.release()
         raise

@@ -11,6 +11,9 @@ aurora-serve extensions (grouped at the end of each model, sent by OpenAI SDKs t
   top-level (all media of the request) or per part inside ``video_url`` / ``image_url`` (wins).
 - ``num_frames`` (1..--max-frames): frames sampled uniformly from each video; top-level or per ``video_url``.
 - ``ignore_eos``: keep generating to ``max_tokens`` (benchmarks; as in vLLM and SGLang).
+- ``uuid`` on an ``image_url`` / ``video_url`` part (as in vLLM): the caller's stable id for that media. The
+  processed frames are cached under it, so a later part with the same ``uuid`` may leave out ``url``: no fetch,
+  no decode. The server trusts the id (same id, same media); ids are per API key.
 - ``usage.visual_tokens``: visual tokens the media occupied in the prompt (frames × tokens_per_frame(ρ)).
 
 ``POST /v1/captions`` is ours: one media item (URL or upload) + an optional prompt → a ``caption`` object,
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Ratio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Frames = Annotated[int, Field(ge=1)]
@@ -35,15 +38,18 @@ class _Request(BaseModel):
 # --- request ---------------------------------------------------------------------------------------------
 
 
+MediaId = Annotated[str, Field(min_length=1, max_length=256)]
+
+
 class ImageURL(_Request):
-    url: str
+    url: str | None = None  # None only with the part's uuid (media cached under it)
     detail: Literal["auto", "low", "high"] | None = None
     # extension
     token_kept_ratio: Ratio | None = None
 
 
 class VideoURL(_Request):
-    url: str
+    url: str | None = None  # None only with the part's uuid
     # extensions
     token_kept_ratio: Ratio | None = None
     num_frames: Frames | None = None
@@ -54,14 +60,27 @@ class TextPart(_Request):
     text: str
 
 
-class ImagePart(_Request):
+class _MediaPart(_Request):
+    @model_validator(mode="after")
+    def _url_or_uuid(self):
+        media = getattr(self, self.type)
+        if (media is None or media.url is None) and self.uuid is None:
+            raise ValueError(f"{self.type}.url is required (it may be left out only with a uuid of cached media)")
+        return self
+
+
+class ImagePart(_MediaPart):
     type: Literal["image_url"]
-    image_url: ImageURL
+    image_url: ImageURL | None = None
+    # extension
+    uuid: MediaId | None = None
 
 
-class VideoPart(_Request):
+class VideoPart(_MediaPart):
     type: Literal["video_url"]
-    video_url: VideoURL
+    video_url: VideoURL | None = None
+    # extension
+    uuid: MediaId | None = None
 
 
 ContentPart = Annotated[Union[TextPart, ImagePart, VideoPart], Field(discriminator="type")]

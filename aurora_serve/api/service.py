@@ -5,11 +5,14 @@ Greedy by default (temperature 0): AuroraCap's reference decoding. ``temperature
 OpenAI features AuroraCap cannot serve (n > 1, logprobs, tools, audio, structured output, …) are refused
 with a 400 that names them. Media is fetched here (``fetch_media``: byte, time, scheme and address limits)
 and handed to the engine as bytes, so the engine never touches a URL or the file system for a request.
+A part's ``uuid`` becomes the item's ``media_id``, scoped to the caller (a digest of its API key), so one
+key's ids can never name another key's media; a part with a uuid and no url is not fetched at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import time
 import uuid
@@ -56,6 +59,7 @@ class MediaInput:
     data: bytes | None = None
     token_kept_ratio: float | None = None
     num_frames: int | None = None
+    uuid: str | None = None  # the caller's id for this media (url None: cached media only)
 
 
 @dataclass
@@ -82,7 +86,8 @@ class ChatService:
         )
 
     # --- chat ------------------------------------------------------------------------------------------
-    async def chat_job(self, req: ChatCompletionRequest) -> Job:
+    async def chat_job(self, req: ChatCompletionRequest, api_key: str | None = None) -> Job:
+        """``api_key``: the caller's bearer token (already checked by the gate); scopes media uuids."""
         self._check_request(req)
         messages, media = self._template_messages(req)
         prompt = self.engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -95,7 +100,7 @@ class ChatService:
             if getattr(req, name) is not None:
                 sampling[name] = getattr(req, name)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return await self._job(prompt, media, sampling, bool(req.stream), include_usage)
+        return await self._job(prompt, media, sampling, bool(req.stream), include_usage, scope=_scope(api_key))
 
     def _check_request(self, req: ChatCompletionRequest) -> None:
         if req.model != self.settings.served_model_name:
@@ -160,7 +165,7 @@ class ChatService:
             "max_new_tokens": max_tokens if max_tokens is not None else self.settings.default_max_tokens,
         }
 
-    async def _job(self, prompt, media, sampling, stream, include_usage, caption_text=None) -> Job:
+    async def _job(self, prompt, media, sampling, stream, include_usage, caption_text=None, scope="") -> Job:
         for item in media:  # before fetching anything
             if (item.num_frames or 0) > self.settings.max_frames:
                 raise InvalidRequestError(f"num_frames must be at most {self.settings.max_frames}, "
@@ -171,6 +176,8 @@ class ChatService:
             kind = item.kind or _sniff_kind(data)
             ratio = item.token_kept_ratio or self.settings.default_token_kept_ratio
             entry = {"data": data, "token_kept_ratio": ratio}
+            if item.uuid is not None:
+                entry["media_id"] = f"{scope}/{item.uuid}"
             frames = 1
             if kind == "video":
                 frames = entry["num_frames"] = item.num_frames or self.settings.default_num_frames
@@ -194,7 +201,9 @@ class ChatService:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)  # collect them: no "never retrieved" noise
 
-    async def _fetch(self, item: MediaInput) -> bytes:
+    async def _fetch(self, item: MediaInput) -> bytes | None:
+        if item.url is None and item.data is None:
+            return None  # a uuid of cached media: nothing to fetch
         start = time.perf_counter()
         if item.data is not None:
             source, data = "upload", item.data
@@ -209,10 +218,16 @@ class ChatService:
 def _media_input(part, req: ChatCompletionRequest) -> MediaInput:
     if part.type == "video_url":
         v = part.video_url
-        return MediaInput("video", url=v.url, token_kept_ratio=v.token_kept_ratio or req.token_kept_ratio,
-                          num_frames=v.num_frames or req.num_frames)
-    return MediaInput("image", url=part.image_url.url,
-                      token_kept_ratio=part.image_url.token_kept_ratio or req.token_kept_ratio)
+        return MediaInput("video", url=v and v.url, token_kept_ratio=(v and v.token_kept_ratio) or req.token_kept_ratio,
+                          num_frames=(v and v.num_frames) or req.num_frames, uuid=part.uuid)
+    i = part.image_url
+    return MediaInput("image", url=i and i.url, token_kept_ratio=(i and i.token_kept_ratio) or req.token_kept_ratio,
+                      uuid=part.uuid)
+
+
+def _scope(api_key: str | None) -> str:
+    """A caller's namespace for media uuids: a digest of its API key (never the key), "" with no auth."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32] if api_key else ""
 
 
 def _check_text(text: str, param: str) -> None:
