@@ -55,7 +55,10 @@ class EngineSettings:
 
 @dataclass
 class GenerateRequest:
-    """One generation: a templated prompt (media markers in place) and its media items."""
+    """One generation: a templated prompt (media markers in place) and its media items.
+
+    An item may also carry ``"media_id"``: the media's identity in place of its bytes' digest; with
+    ``"data": None`` it names media the processor has cached under that id (see model/processor.py)."""
 
     prompt: str
     images: list[dict] = field(default_factory=list)  # {"data": bytes|path, "token_kept_ratio": ρ}
