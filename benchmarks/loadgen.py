@@ -8,6 +8,8 @@ its media), the key the Kubernetes ingress hashes on (deploy/README.md).
 Workloads (``requests(kind, n)``):
   unique         every request a new video: no reuse, each pays decode + vision + prefill
   repeated       one video for every request: after the first, prefix-cache hits (the ``repeat_pool`` videos)
+  repeated-uuid  as repeated, but the client names each video by a uuid and sends the uuid alone; on a 400
+                 ``media_not_cached`` (not cached yet, or evicted) it sends the url with the uuid, as a client should
   mixed          a ``repeat_share`` of requests draw from a small pool of videos, the rest are unique
   images+videos  alternating unique images and unique videos
 """
@@ -36,7 +38,7 @@ import numpy as np
 from provenance import git_state, machine
 
 REPO = Path(__file__).resolve().parents[1]
-WORKLOADS = ("unique", "repeated", "mixed", "images+videos")
+WORKLOADS = ("unique", "repeated", "repeated-uuid", "mixed", "images+videos")
 PROMPT = "Describe the video in detail."
 
 
@@ -92,6 +94,7 @@ class Media:
     kind: str  # "video" | "image"
     data: bytes
     key: str = ""  # sha256 hex of the bytes
+    by_uuid: bool = False  # send the key as the part's uuid, without the url when the server has it
 
     def __post_init__(self):
         self.key = hashlib.sha256(self.data).hexdigest()
@@ -124,8 +127,9 @@ def requests(kind: str, n: int, media: MediaFactory, repeat_share: float = 0.5, 
     unique = iter(range(1_000, 1_000_000))  # pools use 0..repeat_pool-1; seed_base spacing must exceed this range
     if kind == "unique":
         return [media.video(next(unique)) for _ in range(n)]
-    if kind == "repeated":
-        return [media.video(i % repeat_pool) for i in range(n)]
+    if kind in ("repeated", "repeated-uuid"):
+        items = [media.video(i % repeat_pool) for i in range(n)]
+        return [Media(m.kind, m.data, by_uuid=True) for m in items] if kind == "repeated-uuid" else items
     if kind == "mixed":
         return [media.video(rng.randrange(repeat_pool)) if rng.random() < repeat_share else media.video(next(unique))
                 for _ in range(n)]
@@ -166,6 +170,7 @@ class Result:
     cached_tokens: int = 0
     visual_tokens: int = 0
     error: str | None = None
+    resent: bool = False  # repeated-uuid: the uuid alone was refused (not cached) and the url was sent
 
     @property
     def ok(self) -> bool:
@@ -180,17 +185,32 @@ def error_type(exc: BaseException) -> str:
 async def chat_once(client, model: str, item: Media, *, max_tokens: int, num_frames: int, ratio: float,
                     ignore_eos: bool, prompt: str = PROMPT) -> Result:
     """One streamed chat completion; timings from the first byte sent to the last chunk received."""
-    part = {"type": "video_url", "video_url": {"url": item.data_url()}} if item.kind == "video" else \
-        {"type": "image_url", "image_url": {"url": item.data_url()}}
+    import openai
+
     extra = {"token_kept_ratio": ratio, "ignore_eos": ignore_eos}
     if item.kind == "video":
         extra["num_frames"] = num_frames
     result = Result(item.kind, time.perf_counter())
-    try:
-        stream = await client.chat.completions.create(
+
+    def create(with_url: bool):
+        part = {"type": f"{item.kind}_url"}
+        if with_url:
+            part[f"{item.kind}_url"] = {"url": item.data_url()}
+        if item.by_uuid:
+            part["uuid"] = item.key
+        return client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": [part, {"type": "text", "text": prompt}]}],
             max_tokens=max_tokens, temperature=0, stream=True, stream_options={"include_usage": True},
             extra_body=extra, extra_headers={"X-Aurora-Media-Key": item.key})
+
+    try:
+        try:
+            stream = await create(with_url=not item.by_uuid)
+        except openai.BadRequestError as exc:
+            if not item.by_uuid or exc.code != "media_not_cached":
+                raise
+            result.resent = True
+            stream = await create(with_url=True)
         async for chunk in stream:
             now = time.perf_counter()
             if chunk.choices and chunk.choices[0].delta.content:
@@ -234,6 +254,7 @@ def summarize(results: list[Result], wall_s: float) -> dict:
     prompt_tokens = sum(r.prompt_tokens for r in ok)
     return {
         "requests": len(results), "ok": len(ok), "errors": errors, "wall_s": wall_s,
+        "resent_with_url": sum(r.resent for r in results),
         "requests_per_s": len(ok) / wall_s if wall_s > 0 else 0.0,
         "output_tokens_per_s": out_tokens / wall_s if wall_s > 0 else 0.0,
         "visual_tokens_per_s": sum(r.visual_tokens for r in ok) / wall_s if wall_s > 0 else 0.0,

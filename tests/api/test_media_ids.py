@@ -5,17 +5,21 @@ guess. Every body is validated against OpenAI's schemas.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid as uuidlib
+from pathlib import Path
 
 import httpx
 import pytest
 
 from aurora_serve.model.token_count import tokens_per_frame
-from tests.api.conftest import OTHER_KEY, data_url, metric_values
+from tests.api.conftest import API_KEY, OTHER_KEY, data_url, metric_values
 from tests.api.schemas import validate
 
 pytestmark = pytest.mark.engine
 CHAT = "/v1/chat/completions"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def body(part: dict, **top) -> dict:
@@ -124,3 +128,25 @@ def test_malformed_parts(http, part):
     error = refused(http, body(part))
     assert error["type"] == "invalid_request_error"
     assert error["param"].startswith("messages.0.content.0")  # the part, not content's string branch
+
+
+def test_the_load_generators_uuid_client_falls_back_to_the_url(server, tmp_path):
+    """benchmarks/loadgen.py's repeated-uuid workload against the real server: uuid alone, url on a miss."""
+    import openai
+
+    sys.path.insert(0, str(BENCH))
+    import loadgen
+
+    media = loadgen.MediaFactory(loadgen.ClipSpec(1, 64, 48), cache_dir=tmp_path, seed_base=uuidlib.uuid4().int % 10**9)
+    items = loadgen.requests("repeated-uuid", 2, media)
+    assert items[0].key == items[1].key and all(m.by_uuid for m in items)
+
+    async def run():
+        client = openai.AsyncOpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+        return [await loadgen.chat_once(client, "auroracap", m, max_tokens=4, num_frames=4, ratio=0.2,
+                                        ignore_eos=True) for m in items]
+
+    first, second = asyncio.run(run())
+    assert first.ok and first.resent, first.error  # not cached yet: refused, then sent with the url
+    assert second.ok and not second.resent, second.error
+    assert second.cached_tokens >= second.visual_tokens == 4 * tokens_per_frame(0.2)
