@@ -129,7 +129,9 @@ def requests(kind: str, n: int, media: MediaFactory, repeat_share: float = 0.5, 
         return [media.video(next(unique)) for _ in range(n)]
     if kind in ("repeated", "repeated-uuid"):
         items = [media.video(i % repeat_pool) for i in range(n)]
-        return [Media(m.kind, m.data, by_uuid=True) for m in items] if kind == "repeated-uuid" else items
+        for m in items:
+            m.by_uuid = kind == "repeated-uuid"
+        return items
     if kind == "mixed":
         return [media.video(rng.randrange(repeat_pool)) if rng.random() < repeat_share else media.video(next(unique))
                 for _ in range(n)]

@@ -46,12 +46,11 @@ class Gate:
                 self.metrics.requests.labels(endpoint, str(status["code"])).inc()
 
     def _authorized(self, scope) -> bool:
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        scheme, _, given = header.partition(b" ")
+        given = bearer_token(scope)
         ok = False
         for key in self.keys:  # every key is compared: timing does not reveal which one (or how much) matched
-            ok |= hmac.compare_digest(given.strip(), key)
-        return ok and scheme.lower() == b"bearer"
+            ok |= hmac.compare_digest(given or b"", key)
+        return ok and given is not None
 
     async def _capped_body(self, scope, receive, send):
         """Read the body (at most ``max_body`` bytes) and return a ``receive`` that replays it; None if refused."""
@@ -81,6 +80,12 @@ class Gate:
             return await receive()  # after the body: the disconnect, when it comes
 
         return replay
+
+
+def bearer_token(scope) -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` header in an ASGI scope; None without one."""
+    scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else None
 
 
 def _too_large(size: int, limit: int) -> MediaTooLargeError:

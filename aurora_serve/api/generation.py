@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 from starlette.requests import Request
 
+from aurora_serve.api.gate import bearer_token
 from aurora_serve.api.metrics import Metrics
 from aurora_serve.api.protocol import (
     Caption, ChatCompletionResponse, Choice, ResponseMessage, finish_reason_of, usage_of,
@@ -143,17 +144,11 @@ def caption_response(job: Job, out: dict) -> Caption:
                    token_kept_ratio=media["token_kept_ratio"], num_frames=frames, usage=usage)
 
 
-def bearer_token(request: Request) -> str | None:
-    """The request's API key (the gate has already checked it when keys are configured)."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return (token.strip() or None) if scheme.lower() == "bearer" else None
-
-
 async def answer_chat(request: Request, runtime, body) -> Any:
     """``POST /v1/chat/completions``: admit, build the job, run it."""
     ticket = runtime.admit("chat")
     try:
-        job = await unless_disconnected(request, runtime.service.chat_job(body, bearer_token(request)))
+        job = await unless_disconnected(request, runtime.service.chat_job(body, bearer_token(request.scope)))
     except BaseException:
         ticket.release()
         raise

@@ -5,8 +5,8 @@ Greedy by default (temperature 0): AuroraCap's reference decoding. ``temperature
 OpenAI features AuroraCap cannot serve (n > 1, logprobs, tools, audio, structured output, …) are refused
 with a 400 that names them. Media is fetched here (``fetch_media``: byte, time, scheme and address limits)
 and handed to the engine as bytes, so the engine never touches a URL or the file system for a request.
-A part's ``uuid`` becomes the item's ``media_id``, scoped to the caller (a digest of its API key), so one
-key's ids can never name another key's media; a part with a uuid and no url is not fetched at all.
+A part's ``uuid`` becomes the item's ``media_id``, with the caller's ``media_scope`` (a digest of its API key),
+so one key's ids can never name another key's media; a part with a uuid and no url is not fetched at all.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aurora_serve.api.metrics import Metrics
-from aurora_serve.api.protocol import CaptionRequest, ChatCompletionRequest, TextPart
+from aurora_serve.api.protocol import CaptionRequest, ChatCompletionRequest, ImageURL, TextPart, VideoURL
 from aurora_serve.config import ServerSettings
 from aurora_serve.engine import GenerateRequest
 from aurora_serve.errors import InvalidRequestError, MediaTooLargeError, NotFoundError
@@ -86,7 +86,7 @@ class ChatService:
         )
 
     # --- chat ------------------------------------------------------------------------------------------
-    async def chat_job(self, req: ChatCompletionRequest, api_key: str | None = None) -> Job:
+    async def chat_job(self, req: ChatCompletionRequest, api_key: bytes | None = None) -> Job:
         """``api_key``: the caller's bearer token (already checked by the gate); scopes media uuids."""
         self._check_request(req)
         messages, media = self._template_messages(req)
@@ -177,7 +177,7 @@ class ChatService:
             ratio = item.token_kept_ratio or self.settings.default_token_kept_ratio
             entry = {"data": data, "token_kept_ratio": ratio}
             if item.uuid is not None:
-                entry["media_id"] = f"{scope}/{item.uuid}"
+                entry.update(media_id=item.uuid, media_scope=scope)
             frames = 1
             if kind == "video":
                 frames = entry["num_frames"] = item.num_frames or self.settings.default_num_frames
@@ -217,17 +217,16 @@ class ChatService:
 
 def _media_input(part, req: ChatCompletionRequest) -> MediaInput:
     if part.type == "video_url":
-        v = part.video_url
-        return MediaInput("video", url=v and v.url, token_kept_ratio=(v and v.token_kept_ratio) or req.token_kept_ratio,
-                          num_frames=(v and v.num_frames) or req.num_frames, uuid=part.uuid)
-    i = part.image_url
-    return MediaInput("image", url=i and i.url, token_kept_ratio=(i and i.token_kept_ratio) or req.token_kept_ratio,
-                      uuid=part.uuid)
+        v = part.video_url or VideoURL()  # absent with a uuid alone: the request-level options apply
+        return MediaInput("video", url=v.url, token_kept_ratio=v.token_kept_ratio or req.token_kept_ratio,
+                          num_frames=v.num_frames or req.num_frames, uuid=part.uuid)
+    i = part.image_url or ImageURL()
+    return MediaInput("image", url=i.url, token_kept_ratio=i.token_kept_ratio or req.token_kept_ratio, uuid=part.uuid)
 
 
-def _scope(api_key: str | None) -> str:
-    """A caller's namespace for media uuids: a digest of its API key (never the key), "" with no auth."""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:32] if api_key else ""
+def _scope(api_key: bytes | None) -> str:
+    """A caller's namespace for media uuids: a digest of its API key (never the key), "" without one."""
+    return hashlib.sha256(api_key).hexdigest()[:32] if api_key else ""
 
 
 def _check_text(text: str, param: str) -> None:

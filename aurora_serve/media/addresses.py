@@ -49,7 +49,7 @@ def _embedded_v4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 def check_address(address: str | IPAddress, allowed: tuple[IPNetwork, ...] = ()) -> str | None:
     """Why ``address`` must not be contacted ("loopback", "private", ...), or None when it may be.
 
-    Addresses inside an ``allowed`` network are always permitted. """
+    Addresses inside an ``allowed`` network are always permitted."""
     ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
     if any(ip.version == net.version and ip in net for net in allowed):
         return None

@@ -12,12 +12,14 @@ on this machine's CPU, in the process that serves HTTP). Identical bytes always 
 encodings of the same pixels no longer share a cache entry, which costs nothing in practice.
 
 Accepted media per item: raw bytes, a local path, a ``data:`` URL, a ``VideoData`` (options in
-``preprocess_kwargs``) or a dict ``{"url"|"data": …, "token_kept_ratio": …, "num_frames": …, "media_id": …}``.
-Remote URLs are fetched by the aurora-serve front end (with its address and size guards), never here.
+``preprocess_kwargs``) or a dict ``{"url"|"data": …, "token_kept_ratio": …, "num_frames": …, "media_id": …,
+"media_scope": …}``. Remote URLs are fetched by the aurora-serve front end (with its address and size guards),
+never here.
 
-``media_id`` (a caller's uuid, scoped by the front end) stands in for the bytes' digest in the media
-identity: the item is cached under it, and an item with a ``media_id`` and no data is served from that cache
-or refused (400) when it is not there (never seen, evicted, another frame count, another replica).
+``media_id`` (a caller's uuid) within ``media_scope`` (the front end's caller namespace, default "") stands in
+for the bytes' digest in the media identity: the item is cached under it, and an item with a ``media_id`` and
+no data is served from that cache or refused (400) when it is not there (never seen, evicted, another frame
+count, another replica). Error messages name the id, never the scope.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class MediaRequest:
     token_kept_ratio: float
     num_frames: int
     media_id: str | None = None
+    media_scope: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,22 +158,24 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
             raise InvalidRequestError(
                 f"num_frames must be an integer in [1, {self.max_frames}], got {frames!r}", param="num_frames"
             )
-        media_id = extra.get("media_id")
+        media_id, scope = extra.get("media_id"), extra.get("media_scope", "")
         if media_id is not None and (not isinstance(media_id, str) or not media_id):
             raise InvalidRequestError(f"media_id must be a non-empty string, got {media_id!r}", param="media_id")
+        if not isinstance(scope, str) or "/" in scope:
+            raise InvalidRequestError("media_scope must be a string without '/'", param="media_scope")
         if source is None and media_id is None:
             raise InvalidRequestError(f"{kind} item has no data or url", param=f"{kind}_data")
-        return MediaRequest(kind, None if source is None else _resolve_source(source), ratio, frames, media_id)
+        source = None if source is None else _resolve_source(source)
+        return MediaRequest(kind, source, ratio, frames, media_id, scope)
 
     def _prepare(self, req: MediaRequest) -> PreparedMedia:
         size = self.spec.vision.image_size
-        media = f"id:{req.media_id}" if req.media_id is not None else media_digest(req.source)
+        media = f"id:{req.media_scope}/{req.media_id}" if req.media_id is not None else media_digest(req.source)
         key = f"{media}:{req.kind}:{req.num_frames}:{size}:{self.pipeline}"
         pixels = self.media_cache.get(key)
         if pixels is None and req.source is None:
-            uuid = req.media_id.split("/", 1)[-1]  # the front end's caller scope is not the caller's to see
             raise InvalidRequestError(
-                f"no cached {req.kind} has uuid {uuid!r}"
+                f"no cached {req.kind} has uuid {req.media_id!r}"
                 + (f" with num_frames={req.num_frames}" if req.kind == "video" else "")
                 + " on this server (never sent, evicted, or sent to another replica); send the url with the uuid",
                 param="uuid", code="media_not_cached",
