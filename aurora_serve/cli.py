@@ -7,46 +7,31 @@ import json
 import sys
 from pathlib import Path
 
+from aurora_serve.config import ServerSettings
 from aurora_serve.errors import AuroraError
-
-
-def _sniff_kind(path: str) -> str:
-    """'image' when Pillow recognises the bytes, else 'video' (decided by content, not extension)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.verify()
-        return "image"
-    except (UnidentifiedImageError, OSError):
-        return "video"
-
-
-def build_prompt(tokenizer, kind: str, text: str) -> str:
-    """The chat-template prompt for one media item and one instruction (upstream inference.py form)."""
-    part = {"type": "video_url" if kind == "video" else "image_url"}
-    messages = [{"role": "user", "content": [part, {"type": "text", "text": text}]}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+from aurora_serve.media.item import MediaPolicy
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
     import asyncio
 
     from aurora_serve.engine import AuroraEngine, EngineSettings, GenerateRequest
+    from aurora_serve.media.image import sniff_kind
+    from aurora_serve.model.prompt import caption_prompt
 
     settings = EngineSettings(model_path=args.model_path, device=args.device, hf_offline=args.offline)
-    kind = _sniff_kind(args.visual_input)
+    path = str(Path(args.visual_input).resolve())
     engine = AuroraEngine(settings)
     try:
-        item = {"data": str(Path(args.visual_input).resolve()), "token_kept_ratio": args.token_kept_ratio}
-        if kind == "video":
-            item["num_frames"] = args.num_frm
+        item = settings.media.item(sniff_kind(path), path, token_kept_ratio=args.token_kept_ratio,
+                                   num_frames=args.num_frm)
         req = GenerateRequest(
-            prompt=build_prompt(engine.tokenizer, kind, args.prompt),
-            images=[item] if kind == "image" else [], videos=[item] if kind == "video" else [],
+            prompt=caption_prompt(engine.tokenizer, item.kind, args.prompt),
+            images=[item] if item.kind == "image" else [], videos=[item] if item.kind == "video" else [],
             sampling_params={"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens},
         )
         out = asyncio.run(engine.generate(req))
+        per_frame = engine.spec.vision.tokens_per_frame(item.token_kept_ratio)
     finally:
         engine.shutdown()
     meta = out["meta_info"]
@@ -55,8 +40,8 @@ def cmd_caption(args: argparse.Namespace) -> int:
         print(json.dumps({
             "caption": out["text"].strip(), "visual_tokens": visual, "prompt_tokens": meta["prompt_tokens"],
             "completion_tokens": meta["completion_tokens"], "cached_tokens": meta.get("cached_tokens", 0),
-            "finish_reason": meta.get("finish_reason"), "token_kept_ratio": args.token_kept_ratio,
-            "num_frames": args.num_frm if kind == "video" else 1, "kind": kind,
+            "finish_reason": meta.get("finish_reason"), "token_kept_ratio": item.token_kept_ratio,
+            "num_frames": visual // per_frame, "kind": item.kind,
         }))
     else:
         print(out["text"].strip())
@@ -88,9 +73,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(argv: list[str]) -> int:
+    from aurora_serve.config import parse_settings
+
+    settings = parse_settings(argv)  # before the web stack and the engine load: `serve --help` stays instant
     from aurora_serve.api.server import main as serve_main
 
-    return serve_main(argv)
+    return serve_main(settings)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -102,11 +90,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--model-path", default=None, help="checkpoint dir or hub id (default: the embedded tiny model)")
     c.add_argument("--visual-input", required=True, help="video or image file")
     c.add_argument("--prompt", default="Describe the video in detail.")
-    c.add_argument("--num-frm", type=int, default=8, help="frames sampled with linspace(0, T-1, F)")
-    c.add_argument("--token-kept-ratio", type=float, default=0.8, help="0 < ρ ≤ 1: share of tokens kept per frame")
+    c.add_argument("--num-frm", type=int, default=None,
+                   help=f"frames sampled with linspace(0, T-1, F) [default: {MediaPolicy.default_num_frames}]")
+    c.add_argument("--token-kept-ratio", type=float, default=None, help="0 < ρ ≤ 1: share of tokens kept per "
+                   f"frame [default: {MediaPolicy.default_token_kept_ratio}]")
     c.add_argument("--temperature", type=float, default=0.0)
     c.add_argument("--top-p", type=float, default=1.0)
-    c.add_argument("--max-new-tokens", type=int, default=2048)
+    c.add_argument("--max-new-tokens", type=int, default=ServerSettings.default_max_tokens)
     c.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     c.add_argument("--offline", action="store_true", help="resolve hub ids from the local cache only")
     c.add_argument("--json", action="store_true", help="print one JSON object with caption and token counts")

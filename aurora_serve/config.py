@@ -1,10 +1,15 @@
-"""Typed server settings: ``aurora-serve serve`` flags and ``AURORA_*`` variables → one frozen object.
+"""Typed settings: ``aurora-serve serve`` flags and ``AURORA_*`` variables → one frozen object.
 
 The only module that reads the process environment. Every option has a flag ``--foo-bar`` and a variable
 ``AURORA_FOO_BAR``; a flag beats the variable, the variable beats the default. List options take a
 comma-separated variable (``AURORA_API_KEY=k1,k2``), switches take ``1/true/yes/on`` or ``0/false/no/off``.
 An ``AURORA_*`` variable that names no option is an error, so a typo never silently falls back to a
-default. Everything below this module receives explicit arguments (``ServerSettings``, ``EngineSettings``).
+default. Everything below this module receives explicit arguments.
+
+One shape: ``ServerSettings`` contains ``EngineSettings`` (what ``AuroraEngine`` needs, also built by the CLI
+and tests), which contains ``ModelRuntime`` (what the model and its processor read, through SGLang's config
+override) and ``MediaPolicy`` (per-item defaults and limits). Each default is written once, on its field.
+Imports nothing heavy: ``serve --help`` loads neither torch nor PyAV nor the web stack.
 """
 
 from __future__ import annotations
@@ -14,14 +19,14 @@ import importlib.util
 import json
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from aurora_serve.engine import EngineSettings
-from aurora_serve.kernels.dispatch import BACKENDS as MERGE_BACKENDS
-from aurora_serve.media.decode import VIDEO_BACKENDS
-from aurora_serve.model.token_count import validate_ratio
+from aurora_serve.errors import InvalidRequestError
+from aurora_serve.kernels import MERGE_BACKENDS
+from aurora_serve.media import VIDEO_BACKENDS
+from aurora_serve.media.item import MediaPolicy, check_ratio
 
 ENV_PREFIX = "AURORA_"
 # AURORA_* variables read before this process exists (environment build, interpreter boot hook): not ours.
@@ -30,42 +35,67 @@ MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class ServerSettings:
-    # --- model / engine ---------------------------------------------------------------------------------
-    model_path: str | None = None
-    served_model_name: str = "auroracap"
-    device: str = "auto"
-    dtype: str = "auto"
+class ModelRuntime:
+    """What the model and its processor read at run time: sent to them in SGLang's config override."""
+
+    merge_backend: str = "auto"  # token-merge kernel: "auto" (Triton on CUDA) | "triton" | "reference"
+    decode_backend: str = "pyav"  # "pyav" | "decord"
+    media_cache_mb: int = 512  # processed-media LRU: a repeated video skips decode + preprocessing (0: off)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "ModelRuntime":
+        """The override's dict back as the typed object; an unknown key is an error, never ignored."""
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown aurora runtime setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine needs; built from the server settings or by the CLI and tests."""
+
+    model_path: str | None = None  # None → the embedded tiny model (built once into tiny_model_dir)
+    tiny_model_dir: str | None = None  # None → ckpt.tiny.DEFAULT_DIR
+    device: str = "auto"  # "auto" | "cuda" | "cpu"
+    dtype: str = "auto"  # "auto" → float16 on CUDA, float32 on CPU
     context_length: int | None = None
+    max_total_tokens: int | None = None
+    mem_fraction_static: float | None = None
     max_running_requests: int | None = None
-    tiny_model_dir: str | None = None
-    hf_offline: bool = False
+    tp_size: int = 1
     enable_sglang_metrics: bool = False
-    prometheus_multiproc_dir: str | None = None
-    sglang_args: str | None = None  # JSON object passed through to sglang.Engine
-    merge_backend: str = "auto"
-    decode_backend: str = "pyav"
+    random_seed: int = 0
+    hf_offline: bool = False
+    hf_cache_dir: str | None = None
+    sglang_log_level: str = "warning"
+    sglang_args: dict[str, Any] = field(default_factory=dict)  # passed through to sglang.Engine
+    runtime: ModelRuntime = ModelRuntime()
+    media: MediaPolicy = MediaPolicy()
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    engine: EngineSettings = EngineSettings()
     # --- HTTP ---------------------------------------------------------------------------------------------
+    served_model_name: str = "auroracap"
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: tuple[str, ...] = ()
     max_concurrency: int = 0  # 0 = unlimited
     drain_timeout: float = 30.0
     log_level: str = "info"
-    # --- media --------------------------------------------------------------------------------------------
+    prometheus_multiproc_dir: str | None = None
+    # --- media fetching -----------------------------------------------------------------------------------
     allowed_local_media_path: str | None = None
     allow_media_hosts: tuple[str, ...] = ()
     max_media_mb: float = 64.0
     max_request_mb: float | None = None  # None → room for one max-size data: URL + 1 MiB
     max_media_per_request: int = 4
-    max_frames: int = 64
-    media_cache_mb: int = 512
     media_connect_timeout: float = 5.0
     media_timeout: float = 30.0
     media_max_redirects: int = 3
-    # --- generation defaults ------------------------------------------------------------------------------
-    default_token_kept_ratio: float = 0.8
-    default_num_frames: int = 8
+    # --- generation ---------------------------------------------------------------------------------------
     default_max_tokens: int = 2048  # upstream inference.py's max_new_tokens; a caption, not a novel
 
     @property
@@ -82,21 +112,6 @@ class ServerSettings:
         if self.max_request_mb is not None:
             return int(self.max_request_mb * MIB)
         return self.max_data_url_bytes + MIB
-
-    def engine_settings(self) -> EngineSettings:
-        extra: dict[str, Any] = {}
-        if self.tiny_model_dir is not None:
-            extra["tiny_model_dir"] = self.tiny_model_dir
-        return EngineSettings(
-            model_path=self.model_path, device=self.device, dtype=self.dtype,
-            context_length=self.context_length, max_running_requests=self.max_running_requests,
-            enable_metrics=self.enable_sglang_metrics, hf_offline=self.hf_offline, max_frames=self.max_frames,
-            merge_backend=self.merge_backend, decode_backend=self.decode_backend,
-            media_cache_mb=self.media_cache_mb,
-            default_token_kept_ratio=self.default_token_kept_ratio, default_num_frames=self.default_num_frames,
-            log_level={"debug": "info", "info": "warning"}.get(self.log_level, self.log_level),  # SGLang is chatty
-            sglang_args=json.loads(self.sglang_args) if self.sglang_args else {}, **extra,
-        )
 
 
 # --- option table: (field, flag type, help) -----------------------------------------------------------------
@@ -131,19 +146,19 @@ def _non_negative_int(text: str) -> int:
 
 def _ratio(text: str) -> float:
     try:
-        return validate_ratio(float(text))
-    except ValueError as e:
+        return check_ratio(float(text))
+    except (ValueError, InvalidRequestError) as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _json_object(text: str) -> str:
+def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object")
-    return text
+    return value
 
 
 LIST = "list"
@@ -190,6 +205,43 @@ OPTIONS: list[tuple[str, Any, str]] = [
 ]
 
 
+def _leaf_paths(cls: type, prefix: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """Every setting's name → its path through the nested settings (``max_frames`` → engine.media.max_frames)."""
+    out: dict[str, tuple[str, ...]] = {}
+    defaults = cls()
+    for f in fields(cls):
+        value = getattr(defaults, f.name)
+        found = _leaf_paths(type(value), (*prefix, f.name)) if is_dataclass(value) else {f.name: (*prefix, f.name)}
+        clash = set(found) & set(out)
+        assert not clash, f"setting names must be unique across the nested settings: {clash}"
+        out.update(found)
+    return out
+
+
+PATHS = _leaf_paths(ServerSettings)
+assert all(name in PATHS for name, _, _ in OPTIONS), "every option names a settings field"
+
+
+def default_of(name: str) -> Any:
+    value: Any = ServerSettings()
+    for step in PATHS[name]:
+        value = getattr(value, step)
+    return value
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: tuple[str, ...] = ()):
+    """``cls`` with ``values`` (leaf name → value) placed at their paths, defaults elsewhere."""
+    kwargs: dict[str, Any] = {}
+    defaults = cls()
+    for f in fields(cls):
+        path = (*prefix, f.name)
+        if is_dataclass(getattr(defaults, f.name)):
+            kwargs[f.name] = _build(type(getattr(defaults, f.name)), values, path)
+        elif path[-1] in values and PATHS.get(path[-1]) == path:
+            kwargs[f.name] = values[path[-1]]
+    return cls(**kwargs)
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -204,11 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve AuroraCap behind an OpenAI-compatible HTTP API. Every flag can also be set with "
         "the AURORA_* variable named in its help; flags win over variables.",
     )
-    defaults = ServerSettings()
     for name, kind, help_text in OPTIONS:
-        default = getattr(defaults, name)
+        default = default_of(name)
         shown = ", ".join(default) if isinstance(default, tuple) else default
-        text = f"{help_text} [env {_env_name(name)}; default: {'none' if shown in (None, '') else shown}]"
+        shown = "none" if shown in (None, "", {}) else shown
+        text = f"{help_text} [env {_env_name(name)}; default: {shown}]"
         if kind == SWITCH:
             p.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, help=text)
         elif kind == LIST:
@@ -263,19 +315,22 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     for name in ("api_key", "allow_media_hosts"):
         if name in merged:
             merged[name] = tuple(merged[name])
-    settings = ServerSettings(**{f.name: merged[f.name] for f in fields(ServerSettings) if f.name in merged})
+    level = merged.get("log_level", default_of("log_level"))
+    merged["sglang_log_level"] = {"debug": "info", "info": "warning"}.get(level, level)  # SGLang is chatty
+    settings = _build(ServerSettings, merged)
     _check(parser, settings)
     return settings
 
 
 def _check(parser: argparse.ArgumentParser, s: ServerSettings) -> None:
-    if s.default_num_frames > s.max_frames:
-        parser.error(f"--default-num-frames {s.default_num_frames} is over --max-frames {s.max_frames}")
+    media = s.engine.media
+    if media.default_num_frames > media.max_frames:
+        parser.error(f"--default-num-frames {media.default_num_frames} is over --max-frames {media.max_frames}")
     if s.allowed_local_media_path is not None and not Path(s.allowed_local_media_path).is_dir():
         parser.error(f"--allowed-local-media-path {s.allowed_local_media_path!r} is not a directory")
     if not 0 <= s.port <= 65535:
         parser.error(f"--port {s.port} is out of range")
     if any(not k for k in s.api_key):
         parser.error("--api-key values must not be empty")
-    if s.decode_backend == "decord" and importlib.util.find_spec("decord") is None:
+    if s.engine.runtime.decode_backend == "decord" and importlib.util.find_spec("decord") is None:
         parser.error("--decode-backend decord: the decord package is not installed (pip install 'aurora-serve[decord]')")

@@ -18,51 +18,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from aurora_serve.ckpt.layout import detect_layout, llava_view, resolve_model_dir, sglang_overrides
+from aurora_serve.ckpt.layout import ARCH, detect_layout, llava_view, resolve_model_dir, sglang_overrides
+from aurora_serve.config import EngineSettings
 from aurora_serve.errors import AuroraError, InvalidRequestError, ModelLoadError, ServiceUnavailableError
+from aurora_serve.media.item import MediaItem
+from aurora_serve.model.spec import AuroraSpec
 
 logger = logging.getLogger(__name__)
 MODEL_PACKAGE = "aurora_serve.model"
-ARCH = "AuroraCapForConditionalGeneration"
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """What the engine needs; built by the CLI / server settings, never from the environment here."""
-
-    model_path: str | None = None  # None → the embedded tiny model (built once into tiny_model_dir)
-    tiny_model_dir: str = str(Path.home() / ".cache" / "aurora-serve" / "tiny-auroracap")
-    device: str = "auto"  # "auto" | "cuda" | "cpu"
-    dtype: str = "auto"  # "auto" → float16 on CUDA, float32 on CPU
-    context_length: int | None = None
-    max_total_tokens: int | None = None
-    mem_fraction_static: float | None = None
-    max_running_requests: int | None = None
-    tp_size: int = 1
-    enable_metrics: bool = False
-    random_seed: int = 0
-    hf_offline: bool = False
-    hf_cache_dir: str | None = None
-    merge_backend: str = "auto"  # token-merge kernel: "auto" (Triton on CUDA) | "triton" | "reference"
-    decode_backend: str = "pyav"  # "pyav" | "decord"
-    max_frames: int = 64
-    media_cache_mb: int = 512  # processed-media LRU: a repeated video skips decode + preprocessing (0: off)
-    default_token_kept_ratio: float = 0.8
-    default_num_frames: int = 8
-    log_level: str = "warning"
-    sglang_args: dict[str, Any] = field(default_factory=dict)  # passed through to sglang.Engine
+__all__ = ["AuroraEngine", "EngineSettings", "GenerateRequest", "register_out_of_tree"]
 
 
 @dataclass
 class GenerateRequest:
-    """One generation: a templated prompt (media markers in place) and its media items.
+    """One generation: a templated prompt (one media marker per item, in order) and its media items.
 
-    An item may also carry ``"media_id"``: the media's identity in place of its bytes' digest; with
-    ``"data": None`` it names media the processor has cached under that id (see model/processor.py)."""
+    Items are ``MediaItem``s (the front end builds them) or what an engine caller has at hand: bytes, a local
+    path, a ``data:`` URL or a dict (``MediaPolicy.parse``); the engine turns the latter into ``MediaItem``s
+    with its defaults, once, before SGLang sees the request."""
 
     prompt: str
-    images: list[dict] = field(default_factory=list)  # {"data": bytes|path, "token_kept_ratio": ρ}
-    videos: list[dict] = field(default_factory=list)  # {"data": …, "token_kept_ratio": ρ, "num_frames": F}
+    images: list[Any] = field(default_factory=list)
+    videos: list[Any] = field(default_factory=list)
     sampling_params: dict[str, Any] = field(default_factory=dict)
     rid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -111,7 +88,7 @@ class AuroraEngine:
     def __init__(self, settings: EngineSettings):
         self.settings = settings
         self.device = settings.device if settings.device != "auto" else ("cuda" if _cuda_available() else "cpu")
-        if self.device == "cpu" and settings.merge_backend == "triton":
+        if self.device == "cpu" and settings.runtime.merge_backend == "triton":
             raise ModelLoadError("merge backend 'triton' needs a CUDA device; on CPU use 'auto' or 'reference'")
         self.model_dir = self._model_dir()
         self.layout = detect_layout(self.model_dir)
@@ -132,33 +109,25 @@ class AuroraEngine:
                 f"the SGLang engine failed to start for {self.model_dir}; the scheduler's error is in the log above ({e})"
             ) from e
         self.tokenizer = self.engine.tokenizer_manager.tokenizer
+        # The spec the model and processor read (same config object), for callers that turn visual-token
+        # counts back into frames.
+        self.spec = AuroraSpec.from_hf_config(self.engine.tokenizer_manager.model_config.hf_config)
 
     def _model_dir(self) -> Path:
         s = self.settings
         if s.model_path is None:
-            from aurora_serve.ckpt.tiny import FINGERPRINT_FILE, make_tiny, tiny_fingerprint
+            from aurora_serve.ckpt.tiny import cached_tiny
 
-            tiny = Path(s.tiny_model_dir)
-            stamp = tiny / FINGERPRINT_FILE
-            # Rebuilt when the generator changes, so a cached tiny model never outlives the code that made it.
-            if not stamp.is_file() or stamp.read_text() != tiny_fingerprint():
-                shutil.rmtree(tiny, ignore_errors=True)
-                make_tiny(tiny, "xtuner")
-            return tiny
+            return cached_tiny(s.tiny_model_dir)
         return resolve_model_dir(s.model_path, cache_dir=s.hf_cache_dir, offline=s.hf_offline)
 
     def _engine_kwargs(self) -> dict[str, Any]:
         s = self.settings
-        runtime = {
-            "merge_backend": s.merge_backend, "decode_backend": s.decode_backend, "max_frames": s.max_frames,
-            "media_cache_mb": s.media_cache_mb, "default_token_kept_ratio": s.default_token_kept_ratio,
-            "default_num_frames": s.default_num_frames,
-        }
         kw: dict[str, Any] = {
             "model_path": str(self._view or self.model_dir),
-            "json_model_override_args": json.dumps(sglang_overrides(self.model_dir, self.layout, runtime)),
-            "random_seed": s.random_seed, "tp_size": s.tp_size, "enable_metrics": s.enable_metrics,
-            "log_level": s.log_level, "enable_cache_report": True,
+            "json_model_override_args": json.dumps(sglang_overrides(self.model_dir, self.layout, s.runtime)),
+            "random_seed": s.random_seed, "tp_size": s.tp_size, "enable_metrics": s.enable_sglang_metrics,
+            "log_level": s.sglang_log_level, "enable_cache_report": True,
         }
         if signal.getsignal(signal.SIGQUIT) is not None:
             kw["custom_sigquit_handler"] = _safe_sigquit
@@ -180,10 +149,14 @@ class AuroraEngine:
     def _call_kwargs(self, req: GenerateRequest) -> dict[str, Any]:
         kw: dict[str, Any] = {"prompt": req.prompt, "sampling_params": dict(req.sampling_params), "rid": req.rid}
         if req.images:
-            kw["image_data"] = list(req.images)
+            kw["image_data"] = self.media_items("image", req.images)
         if req.videos:
-            kw["video_data"] = list(req.videos)
+            kw["video_data"] = self.media_items("video", req.videos)
         return kw
+
+    def media_items(self, kind: str, values: list[Any]) -> list[MediaItem]:
+        """Engine callers' items as ``MediaItem``s, with this engine's defaults (the front end's pass as they are)."""
+        return [self.settings.media.parse(kind, v) for v in values]
 
     async def generate(self, req: GenerateRequest) -> dict:
         """Non-streaming: SGLang's output dict (``text``, ``output_ids``, ``meta_info``)."""

@@ -27,7 +27,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aurora_serve.model.config import VisionConfig  # noqa: E402
+from aurora_serve.model.spec import VisionConfig  # noqa: E402
 from aurora_serve.model.token_count import merge_r, tokens_per_frame  # noqa: E402
 from aurora_serve.model.vision import AuroraVisionTower  # noqa: E402
 from provenance import git_state  # noqa: E402

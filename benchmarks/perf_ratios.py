@@ -82,10 +82,10 @@ def _ttft_row(first: Result, again: list[Result]) -> dict:
 
 def direct_phase(items, args) -> dict:
     """The same requests through ``AuroraEngine.stream`` (Engine.async_generate, stream=True), in process."""
-    from aurora_serve.config import ServerSettings
+    from aurora_serve.config import EngineSettings
     from aurora_serve.engine import AuroraEngine, GenerateRequest
 
-    engine = AuroraEngine(ServerSettings(device="cpu", sglang_args=args.sglang_args).engine_settings())
+    engine = AuroraEngine(EngineSettings(device="cpu", sglang_args=json.loads(args.sglang_args or "{}")))
     parts = [{"type": "video_url"}, {"type": "text", "text": PROMPT}]
     prompt = engine.tokenizer.apply_chat_template([{"role": "user", "content": parts}], tokenize=False,
                                                   add_generation_prompt=True)
@@ -229,9 +229,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     seconds, width, height = args.clip.split(",")
     report = {"benchmark": "perf_ratios", **environment(), "settings": {k: str(v) for k, v in vars(args).items()}}
-    from aurora_serve.config import ServerSettings
+    from aurora_serve.ckpt.tiny import cached_tiny
 
-    model_dir = Path(ServerSettings().engine_settings().tiny_model_dir)
+    model_dir = cached_tiny()
     rounds, base, load = [], None, {"start": os.getloadavg()}
     for r in range(args.rounds):
         # fresh media every round (no cache carried between rounds); the same media for both paths of a round

@@ -36,8 +36,10 @@ def tiny_hf(tmp_path_factory, tiny_xtuner) -> Path:
 def engine(tiny_xtuner):
     """One AuroraEngine for every engine test (start-up costs ~15 s on 2 cores)."""
     from aurora_serve.engine import AuroraEngine, EngineSettings
+    from aurora_serve.media.item import MediaPolicy
 
-    eng = AuroraEngine(EngineSettings(model_path=str(tiny_xtuner), device="cpu", log_level="error", max_frames=16))
+    eng = AuroraEngine(EngineSettings(model_path=str(tiny_xtuner), device="cpu", sglang_log_level="error",
+                                      media=MediaPolicy(max_frames=16)))
     yield eng
     eng.shutdown()
 

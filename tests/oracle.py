@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from aurora_serve.model.config import VisionConfig
+from aurora_serve.model.spec import VisionConfig
 from aurora_serve.model.token_count import merge_r
 from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower
 

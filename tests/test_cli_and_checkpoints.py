@@ -137,10 +137,11 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_triton_merge_backend_on_cpu_is_refused_before_the_engine_starts(tmp_path):
+    from aurora_serve.config import ModelRuntime
     from aurora_serve.engine import AuroraEngine, EngineSettings
 
     with pytest.raises(ModelLoadError, match="needs a CUDA device"):
-        AuroraEngine(EngineSettings(model_path=str(tmp_path), device="cpu", merge_backend="triton"))
+        AuroraEngine(EngineSettings(model_path=str(tmp_path), device="cpu", runtime=ModelRuntime(merge_backend="triton")))
 
 
 def test_make_tiny_is_deterministic_by_seed(tmp_path):

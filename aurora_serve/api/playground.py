@@ -33,9 +33,9 @@ def page_config(settings: ServerSettings) -> dict:
     """What the page needs from the server's settings (nothing secret: no keys, no paths)."""
     return {
         "model": settings.served_model_name,
-        "default_token_kept_ratio": settings.default_token_kept_ratio,
-        "default_num_frames": settings.default_num_frames,
-        "max_frames": settings.max_frames,
+        "default_token_kept_ratio": settings.engine.media.default_token_kept_ratio,
+        "default_num_frames": settings.engine.media.default_num_frames,
+        "max_frames": settings.engine.media.max_frames,
         "max_media_bytes": settings.max_media_bytes,
         "auth_required": bool(settings.api_key),
     }

@@ -5,7 +5,7 @@ streams included — get up to ``--drain-timeout`` seconds to finish; then the s
 down and the process exits 0. A second signal exits without waiting. (uvicorn's own handling would close
 the listener at once — refusing connections instead of answering 503 — and re-raise the signal at exit.)
 SGLang's tokenizer manager installs its own SIGTERM handler on the event loop at its first request; the
-runtime makes that request during start-up (warm-up), after which this server takes SIGTERM back.
+lifecycle makes that request during start-up (warm-up), after which this server takes SIGTERM back.
 """
 
 from __future__ import annotations
@@ -21,24 +21,25 @@ import threading
 
 import uvicorn
 
-from aurora_serve.api.app import create_app
+from aurora_serve.api.lifecycle import Lifecycle
 from aurora_serve.api.metrics import Metrics
-from aurora_serve.api.runtime import Runtime
-from aurora_serve.config import ServerSettings, parse_settings
+from aurora_serve.api.routes import create_app
+from aurora_serve.api.serving import Admission
+from aurora_serve.config import ServerSettings
 
 logger = logging.getLogger("aurora_serve")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, runtime: Runtime, drain_timeout: float):
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, admission: Admission, drain_timeout: float):
         super().__init__(config)
-        self.runtime, self.drain_timeout = runtime, drain_timeout
+        self.lifecycle, self.admission, self.drain_timeout = lifecycle, admission, drain_timeout
         self.exit_code = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
-        runtime.on_ready.append(self._retake_signals)
-        runtime.on_fatal = self._fatal
+        lifecycle.on_ready.append(self._retake_signals)
+        lifecycle.on_fatal = self._fatal
 
     async def startup(self, sockets=None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -62,14 +63,14 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = sig == signal.SIGINT
             return
         self._draining = True
-        self.runtime.begin_drain()
+        self.lifecycle.begin_drain()
         if self._loop is None:
             self.should_exit = True
         else:  # may run in signal context: hand over to the loop (wakes it too)
             self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain()))
 
     async def _drain(self) -> None:
-        await self.runtime.wait_idle(self.drain_timeout)
+        await self.admission.wait_idle(self.drain_timeout)
         self.should_exit = True
 
     def _retake_signals(self) -> None:
@@ -84,7 +85,7 @@ class DrainingServer(uvicorn.Server):
 
 def _metrics(settings: ServerSettings) -> tuple[Metrics, str | None]:
     """Our metrics, and the multiprocess directory SGLang's processes write to (created if we own it)."""
-    if not settings.enable_sglang_metrics:
+    if not settings.engine.enable_sglang_metrics:
         return Metrics(), None
     path, owned = settings.prometheus_multiproc_dir, None
     if path is None:
@@ -94,14 +95,13 @@ def _metrics(settings: ServerSettings) -> tuple[Metrics, str | None]:
     return Metrics(sglang_dir=path), owned
 
 
-def main(argv: list[str]) -> int:
-    settings = parse_settings(argv)
+def main(settings: ServerSettings) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics, owned_dir = _metrics(settings)
     app = create_app(settings, metrics=metrics)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=5, lifespan="on", access_log=settings.log_level == "debug")
-    server = DrainingServer(config, app.state.runtime, settings.drain_timeout)
+    server = DrainingServer(config, app.state.lifecycle, app.state.serving.admission, settings.drain_timeout)
     sock = config.bind_socket()  # before the engine starts loading: a taken port fails in milliseconds
     try:
         server.run(sockets=[sock])

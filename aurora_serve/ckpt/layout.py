@@ -21,11 +21,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from typing import Iterator
+
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from aurora_serve.config import ModelRuntime
 from aurora_serve.errors import ModelLoadError
+from aurora_serve.model.spec import AuroraOverride
 
 ARCH = "AuroraCapForConditionalGeneration"
 IMAGE_TOKEN = "<image>"
@@ -69,9 +73,9 @@ def placeholder_id(tokenizer) -> int:
     return int(tid)
 
 
-def sglang_overrides(model_dir: Path, layout: str, runtime: dict) -> dict:
-    """The config override SGLang applies: our architecture plus an ``aurora`` dict (see AuroraSpec)."""
-    aurora = {"layout": layout, "model_dir": str(model_dir), **runtime}
+def sglang_overrides(model_dir: Path, layout: str, runtime: ModelRuntime = ModelRuntime()) -> dict:
+    """The config override SGLang applies: our architecture plus an ``aurora`` dict (``AuroraOverride``)."""
+    aurora: dict = {"layout": layout, "model_dir": str(model_dir), "runtime": runtime}
     if layout == "xtuner":
         aurora["vision_config"] = json.loads((model_dir / "visual_encoder" / "config.json").read_text())
         needs_placeholder = True  # the Llama config names no placeholder
@@ -85,7 +89,7 @@ def sglang_overrides(model_dir: Path, layout: str, runtime: dict) -> dict:
         from transformers import AutoTokenizer
 
         aurora["image_token_id"] = placeholder_id(AutoTokenizer.from_pretrained(str(model_dir)))
-    return {"architectures": [ARCH], "aurora": aurora}
+    return {"architectures": [ARCH], "aurora": AuroraOverride.from_dict(aurora).to_dict()}
 
 
 def llava_view(model_dir: Path) -> Path | None:
@@ -104,12 +108,19 @@ def llava_view(model_dir: Path) -> Path | None:
     return view
 
 
-def _load_all(folder: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for path in sorted(folder.glob("*.safetensors")):
+def iter_safetensors(folder: str | Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(key, tensor)`` of every ``*.safetensors`` file in ``folder``, streamed one tensor at a time."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors in {folder}")
+    for path in files:
         with safe_open(str(path), framework="pt") as f:
-            out.update({k: f.get_tensor(k) for k in f.keys()})
-    return out
+            for key in f.keys():
+                yield key, f.get_tensor(key)
+
+
+def _load_all(folder: Path) -> dict[str, torch.Tensor]:
+    return dict(iter_safetensors(folder))
 
 
 def write_hf_from_xtuner(src: Path, dst: Path) -> None:

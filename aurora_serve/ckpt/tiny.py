@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 from pathlib import Path
 
 import torch
@@ -53,6 +54,18 @@ def make_tokenizer(out: Path, seed: int, vocab_size: int) -> int:
 
 
 FINGERPRINT_FILE = ".aurora-tiny-fingerprint"
+DEFAULT_DIR = Path.home() / ".cache" / "aurora-serve" / "tiny-auroracap"
+
+
+def cached_tiny(directory: str | Path | None = None) -> Path:
+    """The embedded tiny model (xtuner layout) in ``directory`` (default ``DEFAULT_DIR``), built on first use
+    and rebuilt when the generator changes, so a cached tiny model never outlives the code that made it."""
+    tiny = Path(directory) if directory is not None else DEFAULT_DIR
+    stamp = tiny / FINGERPRINT_FILE
+    if not stamp.is_file() or stamp.read_text() != tiny_fingerprint():
+        shutil.rmtree(tiny, ignore_errors=True)
+        make_tiny(tiny, "xtuner")
+    return tiny
 
 
 def tiny_fingerprint() -> str:
@@ -147,8 +160,6 @@ def make_tiny(out: str | Path, layout: str = "xtuner", seed: int = 0, vision_wid
     (xt / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}))
     if layout == "hf":
         write_hf_from_xtuner(xt, out)
-        import shutil
-
         shutil.rmtree(xt)
     (out / FINGERPRINT_FILE).write_text(tiny_fingerprint())
     return out

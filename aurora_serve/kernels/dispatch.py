@@ -10,9 +10,9 @@ import importlib.util
 
 import torch
 
+from aurora_serve.kernels import MERGE_BACKENDS as BACKENDS
 from aurora_serve.kernels.tome_ref import bipartite_merge_ref, bipartite_merge_ref_per_frame, merge_count
 
-BACKENDS = ("auto", "triton", "reference")
 # Installed, not imported: importing triton is slow and a broken install should fail loudly when the
 # kernels are used, not silently fall back to the slower reference.
 _HAS_TRITON = importlib.util.find_spec("triton") is not None

@@ -33,7 +33,8 @@ import av
 import numpy as np
 
 from aurora_serve.errors import MediaError, MediaTooLargeError
-from aurora_serve.media.image import decode_image, is_image
+from aurora_serve.media import VIDEO_BACKENDS
+from aurora_serve.media.image import decode_image, sniff_kind
 from aurora_serve.media.sampling import DecodeStats, sample_indices
 from aurora_serve.media.seek import decode_pyav, open_container, video_stream
 from aurora_serve.media.source import MAX_PIXELS, MAX_SIDE, Source, file_arg
@@ -51,7 +52,6 @@ __all__ = [
     "sample_indices",
 ]
 
-VIDEO_BACKENDS = ("pyav", "decord")  # decord is an optional dependency
 # Decoder threads per call. One: a server decodes several requests at once, and frame threading costs
 # CPU on every seek (the pipeline is flushed) while only shortening long sequential decodes.
 DEFAULT_THREADS = 1
@@ -114,8 +114,7 @@ def load_frames(
     Pillow recognises the header, otherwise a video), never from a file name. The keyword arguments
     apply to videos (see ``decode_video``).
     """
-    if kind is None:
-        kind = "image" if is_image(source) else "video"
+    kind = kind or sniff_kind(source)
     if kind == "image":
         return decode_image(source)
     if kind == "video":

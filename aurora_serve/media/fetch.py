@@ -65,9 +65,9 @@ async def fetch_media(url: str, limits: FetchLimits, *, resolver=None, transport
     ``transport``: an httpx async transport (tests)."""
     scheme = url.split(":", 1)[0].strip().lower() if ":" in url else ""
     if scheme == "data" and "data" in limits.allowed_schemes:
-        return decode_data_url(url, limits)
+        return decode_data_url(url, limits.max_bytes, limits.max_data_url_bytes)
     if scheme == "file":
-        return await read_file_url(url, limits)
+        return await read_file_url(url, limits.allowed_local_media_path, limits.max_bytes)
     _check_scheme(scheme, limits, url_kind="media URL")
     try:
         with anyio.fail_after(limits.total_timeout):

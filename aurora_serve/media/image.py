@@ -29,12 +29,13 @@ def decode_image(source: Source) -> np.ndarray:
     return rgb[None]
 
 
-def is_image(source: Source) -> bool:
-    """True when Pillow recognises the header (it reads only the first bytes)."""
+def sniff_kind(source: Source) -> str:
+    """'image' when Pillow recognises the header (it reads only the first bytes), else 'video': the one
+    place a media item's kind is decided from its content (never from a name)."""
     try:
         with Image.open(file_arg(source)):
-            return True
+            return "image"
     except Image.DecompressionBombError:
-        return True  # still an image: decode_image reports it as too large
-    except OSError:  # includes UnidentifiedImageError
-        return False
+        return "image"  # still an image: decode_image reports it as too large
+    except (OSError, ValueError):  # OSError includes UnidentifiedImageError
+        return "video"

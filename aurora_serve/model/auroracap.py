@@ -4,20 +4,19 @@ Plugs into SGLang through its published seams only: ``pad_input_ids`` (fill each
 pad values), ``get_image_feature`` / ``get_video_feature`` (one tensor of exactly the spans' token count),
 ``general_mm_embed_routine`` (splice + LLM), ``load_weights`` and ``EntryClass``.
 
-Each multimodal item carries its own ``token_kept_ratio`` (set by the processor), so requests with
-different ratios share a prefill batch: their frames are grouped by r inside the vision forward.
+Each multimodal item carries its own ``MediaItem`` (``item.aurora_media``, set by the processor) and with it
+its ``token_kept_ratio``, so requests with different ratios share a prefill batch: their frames are grouped
+by r inside the vision forward.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 from array import array
 from typing import Iterable
 
 import torch
-from safetensors import safe_open
 from torch import nn
 
 from sglang.srt.managers.mm_utils import general_mm_embed_routine, pad_mm_tokens
@@ -26,7 +25,8 @@ from sglang.srt.model_executor.forward_batch_info import ForwardBatch
 from sglang.srt.models.llama import LlamaForCausalLM
 from sglang.srt.utils import add_prefix
 
-from aurora_serve.model.config import AuroraSpec
+from aurora_serve.ckpt.layout import iter_safetensors
+from aurora_serve.model.spec import AuroraOverride, AuroraSpec
 from aurora_serve.model.token_count import merge_r
 from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower
 from aurora_serve.model.weights import check_keys, expected_llm_keys, map_key
@@ -50,10 +50,10 @@ class AuroraCapForConditionalGeneration(nn.Module):
         self.language_model = LlamaForCausalLM(
             text_config, quant_config, prefix=add_prefix("language_model", prefix)
         )
-        extra = dict(getattr(config, "aurora", None) or {})
-        self.merge_backend = extra.get("merge_backend", "auto")
-        self.model_dir = extra.get("model_dir")
-        self.layout = extra.get("layout", "hf")
+        override = AuroraOverride.of(config)
+        self.merge_backend = override.runtime.merge_backend if override else "auto"
+        self.model_dir = override.model_dir if override else None
+        self.layout = override.layout if override else "hf"
 
     # --- SGLang multimodal seams -------------------------------------------------------------------
     def pad_input_ids(self, input_ids: array, mm_inputs: MultimodalInputs) -> array:
@@ -83,7 +83,7 @@ class AuroraCapForConditionalGeneration(nn.Module):
         """Encode every frame of every item, frames grouped by r across items, outputs in item order."""
         param = self.projector.linear_1.weight
         frames_per_item = [self._pixels(item) for item in items]
-        rs = [merge_r(item.token_kept_ratio, **self._geometry()) for item in items]
+        rs = [merge_r(item.aurora_media.token_kept_ratio, **self._geometry()) for item in items]
         outputs: list[torch.Tensor | None] = [None] * len(items)
         for r in sorted(set(rs)):
             idx = [i for i, ri in enumerate(rs) if ri == r]
@@ -101,7 +101,7 @@ class AuroraCapForConditionalGeneration(nn.Module):
             if out.shape[0] != expected:
                 raise RuntimeError(
                     f"vision tower produced {out.shape[0]} tokens for an item whose span holds {expected} "
-                    f"(token_kept_ratio={item.token_kept_ratio}); processor and model disagree on the count"
+                    f"(token_kept_ratio={item.aurora_media.token_kept_ratio}); processor and model disagree on the count"
                 )
         return torch.cat(outputs)
 
@@ -122,7 +122,7 @@ class AuroraCapForConditionalGeneration(nn.Module):
         if self.layout == "xtuner":
             if not self.model_dir:
                 raise ValueError("xtuner layout needs aurora.model_dir in the config override")
-            sources += [(sub, _iter_safetensors(os.path.join(self.model_dir, sub))) for sub in ("visual_encoder", "projector")]
+            sources += [(sub, iter_safetensors(os.path.join(self.model_dir, sub))) for sub in ("visual_encoder", "projector")]
         own = dict(self.vision_tower.named_parameters(prefix="vision_tower"))
         own.update(self.projector.named_parameters(prefix="projector"))
         llm_expected = expected_llm_keys([n for n, _ in self.language_model.named_parameters()])
@@ -155,16 +155,6 @@ def _copy_param(param: torch.Tensor, tensor: torch.Tensor, key: str) -> None:
         raise ValueError(f"checkpoint tensor {key} has shape {tuple(tensor.shape)}, model expects {tuple(param.shape)}")
     with torch.no_grad():
         param.copy_(tensor.to(param.dtype))
-
-
-def _iter_safetensors(folder: str) -> Iterable[tuple[str, torch.Tensor]]:
-    files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors in {folder}")
-    for path in files:
-        with safe_open(path, framework="pt") as f:
-            for key in f.keys():
-                yield key, f.get_tensor(key)
 
 
 EntryClass = [AuroraCapForConditionalGeneration]

@@ -11,8 +11,7 @@ pad values; only the count matters).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from aurora_serve.errors import InvalidRequestError
 
@@ -20,20 +19,20 @@ IMAGE_MARKER = "<image>"
 VIDEO_MARKER = "<video>"
 _MARKER_RE = re.compile(f"({re.escape(IMAGE_MARKER)}|{re.escape(VIDEO_MARKER)})")
 
+Span = tuple[int, int]  # one media item as the prompt sees it: (frames decoded, tokens per frame)
 
-@dataclass(frozen=True)
-class MediaSlot:
-    """One media item as the prompt sees it: its kind, frames decoded, tokens per frame."""
 
-    kind: str  # "image" | "video"
-    num_frames: int
-    tokens_per_frame: int
+def caption_prompt(tokenizer: Any, kind: str, text: str) -> str:
+    """The chat-template prompt for one media item and one instruction (upstream ``inference.py``'s form)."""
+    part = {"type": "video_url" if kind == "video" else "image_url"}
+    messages = [{"role": "user", "content": [part, {"type": "text", "text": text}]}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def expand_prompt(
     text: str,
-    images: Sequence[MediaSlot],
-    videos: Sequence[MediaSlot],
+    images: Sequence[Span],
+    videos: Sequence[Span],
     encode: Callable[[str, bool], list[int]],
     placeholder_id: int,
 ) -> tuple[list[int], list[list[tuple[int, int]]], list[list[tuple[int, int]]]]:
@@ -41,7 +40,7 @@ def expand_prompt(
 
     Args:
         text: prompt with one ``<image>`` per image and one ``<video>`` per video, in item order.
-        images, videos: the items of each kind, in the order their markers appear.
+        images, videos: ``(frames, tokens_per_frame)`` of the items of each kind, in marker order.
         encode: ``encode(chunk, add_special_tokens) -> ids``.
         placeholder_id: id that fills the visual spans.
 
@@ -67,18 +66,18 @@ def expand_prompt(
     for marker, tail in zip(markers, parts[2::2]):
         i = next_item[marker]
         next_item[marker] += 1
-        slot = images[i] if marker == IMAGE_MARKER else videos[i]
+        frames = (images if marker == IMAGE_MARKER else videos)[i][0]
         kind = "image" if marker == IMAGE_MARKER else "video"
-        for f in range(slot.num_frames):
+        for f in range(frames):
             frame_owner.append((kind, i))
-            chunks.append(" " if f < slot.num_frames - 1 else tail)
+            chunks.append(" " if f < frames - 1 else tail)
     ids: list[int] = []
     offsets = {"image": [[] for _ in images], "video": [[] for _ in videos]}
     for n, chunk in enumerate(chunks):
         ids.extend(encode(chunk, n == 0) if chunk or n == 0 else [])
         if n < len(frame_owner):
             kind, i = frame_owner[n]
-            count = (images if kind == "image" else videos)[i].tokens_per_frame
+            count = (images if kind == "image" else videos)[i][1]
             offsets[kind][i].append((len(ids), len(ids) + count - 1))
             ids.extend([placeholder_id] * count)
     return ids, offsets["image"], offsets["video"]

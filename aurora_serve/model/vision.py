@@ -17,7 +17,7 @@ import torch.nn.functional as F_
 from torch import nn
 
 from aurora_serve.kernels.dispatch import merge_step
-from aurora_serve.model.config import VisionConfig
+from aurora_serve.model.spec import VisionConfig
 
 
 class VisionEmbeddings(nn.Module):

@@ -9,56 +9,10 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from aurora_serve.api.app import create_app
+from aurora_serve.api.routes import create_app
 from aurora_serve.config import parse_settings
-from aurora_serve.errors import MediaError
 from tests.api.schemas import validate
-
-
-class FakeTokenizer:
-    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
-        return json.dumps(messages)
-
-
-class FakeEngine:
-    """Streams cumulative text like SGLang 0.5.23; the prompt's words script failures."""
-
-    gate: threading.Event | None = None
-    fail_start = False
-
-    def __init__(self, settings):
-        if FakeEngine.gate is not None:
-            FakeEngine.gate.wait(10)
-        if FakeEngine.fail_start:
-            raise RuntimeError("no weights")
-        self.tokenizer, self.aborted = FakeTokenizer(), []
-
-    async def generate(self, req):
-        return {"text": "", "output_ids": [], "meta_info": {"finish_reason": {"type": "length"}}}
-
-    async def stream(self, req):
-        meta = {"prompt_tokens": 10, "completion_tokens": 1, "cached_tokens": 0, "video_tokens": 0,
-                "finish_reason": None}
-        if "raise-before" in req.prompt:
-            raise MediaError("the video is corrupt")
-        yield {"text": "Hello", "meta_info": dict(meta)}
-        if "raise-mid" in req.prompt:
-            raise MediaError("decoder died mid-stream")
-        if "abort-mid" in req.prompt:
-            yield {"text": "Hello", "meta_info": {**meta, "finish_reason": {
-                "type": "abort", "message": "scheduler out of memory", "status_code": 500}}}
-            return
-        yield {"text": "Hello world", "meta_info": {**meta, "completion_tokens": 2,
-                                                     "finish_reason": {"type": "stop", "matched": 2}}}
-
-    def abort(self, rid):
-        self.aborted.append(rid)
-
-    def check_alive(self):
-        pass
-
-    def shutdown(self):
-        pass
+from tests.support.fake_engine import FakeEngine
 
 
 @pytest.fixture()
@@ -114,8 +68,8 @@ def test_failure_after_the_200_is_one_error_event_then_done(client, script):
     errors = [c for c in chunks if "error" in c]
     assert len(errors) == 1 and chunks[-1] is errors[0]
     validate("ErrorResponse", errors[0])
-    engine = client.app.state.runtime.engine
-    assert client.app.state.runtime.in_flight == 0
+    engine = client.app.state.lifecycle.engine
+    assert client.app.state.serving.admission.in_flight == 0
     assert len(engine.aborted) == (1 if script == "raise-mid" else 0)  # an engine abort is already over
 
 

@@ -14,8 +14,8 @@ from tests.conftest import REPO
 def test_defaults_and_engine_settings():
     s = parse_settings([], environ={})
     assert s == ServerSettings()
-    e = s.engine_settings()
-    assert e.model_path is None and e.enable_metrics is False and e.max_frames == 64
+    e = s.engine
+    assert e.model_path is None and e.enable_sglang_metrics is False and e.media.max_frames == 64
 
 
 def test_flag_beats_env_beats_default():
@@ -23,19 +23,19 @@ def test_flag_beats_env_beats_default():
            "AURORA_ALLOW_MEDIA_HOSTS": "127.0.0.1/32,media.internal", "AURORA_MAX_FRAMES": "32"}
     s = parse_settings(["--port", "9002", "--api-key", "c", "--api-key", "d"], environ=env)
     assert s.port == 9002 and s.api_key == ("c", "d")
-    assert s.enable_sglang_metrics is True and s.max_frames == 32
+    assert s.engine.enable_sglang_metrics is True and s.engine.media.max_frames == 32
     assert s.allow_media_hosts == ("127.0.0.1/32", "media.internal")
-    assert parse_settings(["--no-enable-sglang-metrics"], environ=env).enable_sglang_metrics is False
+    assert parse_settings(["--no-enable-sglang-metrics"], environ=env).engine.enable_sglang_metrics is False
     argv = ["--model-path", "/m", "--sglang-args", '{"chunked_prefill_size": 512}']
-    e = parse_settings(argv, environ={}).engine_settings()
+    e = parse_settings(argv, environ={}).engine
     assert e.model_path == "/m" and e.sglang_args == {"chunked_prefill_size": 512}
 
 
 def test_backends_reach_the_engine():
-    e = parse_settings([], environ={"AURORA_MERGE_BACKEND": "reference", "AURORA_DECODE_BACKEND": "decord"}).engine_settings()
-    assert (e.merge_backend, e.decode_backend) == ("reference", "decord")
-    e = parse_settings(["--merge-backend", "triton"], environ={"AURORA_MERGE_BACKEND": "reference"}).engine_settings()
-    assert (e.merge_backend, e.decode_backend) == ("triton", "pyav")
+    e = parse_settings([], environ={"AURORA_MERGE_BACKEND": "reference", "AURORA_DECODE_BACKEND": "decord"}).engine
+    assert (e.runtime.merge_backend, e.runtime.decode_backend) == ("reference", "decord")
+    e = parse_settings(["--merge-backend", "triton"], environ={"AURORA_MERGE_BACKEND": "reference"}).engine
+    assert (e.runtime.merge_backend, e.runtime.decode_backend) == ("triton", "pyav")
 
 
 @pytest.mark.parametrize("argv, env", [

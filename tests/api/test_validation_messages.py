@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from aurora_serve.api.app import _validation_message
+from aurora_serve.api.routes import _validation_message
 from aurora_serve.api.protocol import ChatCompletionRequest
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from aurora_serve.api.app import create_app
+from aurora_serve.api.routes import create_app
 from aurora_serve.config import parse_settings
+from tests.support.fake_engine import FakeEngine
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -25,37 +26,8 @@ import loadgen  # noqa: E402
 import perf_ratios  # noqa: E402
 
 
-class Tokenizer:
-    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
-        return json.dumps(messages)
-
-
-class ScriptedEngine:
-    """Streams ``max_new_tokens`` words, one per 2 ms, with SGLang 0.5.23's cumulative text and meta_info."""
-
-    def __init__(self, settings):
-        self.tokenizer = Tokenizer()
-
-    async def stream(self, req):
-        n = req.sampling_params.get("max_new_tokens") or 4
-        visual = sum(v["num_frames"] * 10 for v in req.videos) + 10 * len(req.images)
-        for i in range(1, n + 1):
-            await asyncio.sleep(0.002)
-            meta = {"prompt_tokens": 20 + visual, "completion_tokens": i, "cached_tokens": 0,
-                    "video_tokens": visual, "finish_reason": {"type": "length", "length": n} if i == n else None}
-            yield {"text": " word" * i, "meta_info": meta}
-
-    async def generate(self, req):
-        return {"text": "", "output_ids": [], "meta_info": {"finish_reason": {"type": "length"}}}
-
-    def abort(self, rid):
-        pass
-
-    def check_alive(self):
-        pass
-
-    def shutdown(self):
-        pass
+class ScriptedEngine(FakeEngine):
+    token_delay = 0.002  # inter-token latencies the load test can measure
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +40,7 @@ def base_url():
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 20
-    while not (server.started and app.state.runtime.phase == "ready"):
+    while not (server.started and app.state.lifecycle.phase == "ready"):
         assert time.time() < deadline, "the app did not become ready"
         time.sleep(0.05)
     yield f"http://127.0.0.1:{port}/v1"

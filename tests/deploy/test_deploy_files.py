@@ -168,9 +168,9 @@ def test_settings_parse(where):
     }
     env = {k: _compose_value(v) for k, v in envs[where]().items() if k.startswith(ENV_PREFIX)}
     settings = _settings({k: v for k, v in env.items() if k not in FOREIGN_ENV})
-    assert settings.host == "0.0.0.0" and settings.enable_sglang_metrics
+    assert settings.host == "0.0.0.0" and settings.engine.enable_sglang_metrics
     if where == "k8s-tp2":
-        assert json.loads(settings.sglang_args)["tp_size"] == 2
+        assert settings.engine.sglang_args["tp_size"] == 2
 
 
 def test_parse_rejects_unknown_variable():
@@ -189,7 +189,7 @@ def test_no_service_link_variables():
 
 @pytest.fixture(scope="module")
 def routes() -> set[str]:
-    from aurora_serve.api.app import create_app
+    from aurora_serve.api.routes import create_app
 
     app = create_app(ServerSettings(), engine_factory=lambda settings: None)
     return {route.path for route in app.routes if hasattr(route, "path")}  # included routers have none

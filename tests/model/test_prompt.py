@@ -1,7 +1,7 @@
 import pytest
 
 from aurora_serve.errors import InvalidRequestError
-from aurora_serve.model.prompt import MediaSlot, expand_prompt
+from aurora_serve.model.prompt import expand_prompt
 
 
 def fake_encode(chunk: str, special: bool) -> list[int]:
@@ -10,7 +10,7 @@ def fake_encode(chunk: str, special: bool) -> list[int]:
 
 def test_video_marker_becomes_one_span_per_frame_with_space_chunks():
     text = "USER: <video>\nHi ASSISTANT:"
-    ids, img, vid = expand_prompt(text, [], [MediaSlot("video", 3, 4)], fake_encode, 7)
+    ids, img, vid = expand_prompt(text, [], [(3, 4)], fake_encode, 7)
     # Upstream string: "USER: <image> <image> <image>\nHi ASSISTANT:".
     head = fake_encode("USER: ", True)
     assert ids[: len(head)] == head
@@ -25,8 +25,8 @@ def test_video_marker_becomes_one_span_per_frame_with_space_chunks():
 
 
 def test_images_and_videos_keep_their_own_order():
-    ids, img, vid = expand_prompt("<image> <video> <image>", [MediaSlot("image", 1, 2), MediaSlot("image", 1, 3)],
-                                  [MediaSlot("video", 2, 1)], fake_encode, 9)
+    ids, img, vid = expand_prompt("<image> <video> <image>", [(1, 2), (1, 3)],
+                                  [(2, 1)], fake_encode, 9)
     assert [e - s + 1 for s, e in img[0]] == [2] and [e - s + 1 for s, e in img[1]] == [3]
     assert img[0][0][0] < vid[0][0][0] < img[1][0][0]
     assert sum(1 for t in ids if t == 9) == 2 + 3 + 2
@@ -35,4 +35,4 @@ def test_images_and_videos_keep_their_own_order():
 @pytest.mark.parametrize("text,n_img,n_vid", [("no markers", 0, 1), ("<video><video>", 0, 1), ("<image>", 0, 0)])
 def test_marker_count_mismatch_is_a_clear_error(text, n_img, n_vid):
     with pytest.raises(InvalidRequestError, match="marker"):
-        expand_prompt(text, [MediaSlot("image", 1, 1)] * n_img, [MediaSlot("video", 1, 1)] * n_vid, fake_encode, 0)
+        expand_prompt(text, [(1, 1)] * n_img, [(1, 1)] * n_vid, fake_encode, 0)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from aurora_serve.model.config import VisionConfig
+from aurora_serve.model.spec import VisionConfig
 from aurora_serve.model.token_count import merge_r, tokens_per_frame
 from aurora_serve.model.vision import AuroraVisionTower
 

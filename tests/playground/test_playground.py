@@ -169,10 +169,12 @@ async def _router_checks():
     from fastapi import FastAPI
 
     from aurora_serve.api.playground import playground_router
-    from aurora_serve.config import ServerSettings
+    from aurora_serve.config import EngineSettings, ServerSettings
+    from aurora_serve.media.item import MediaPolicy
 
     app = FastAPI()
-    app.include_router(playground_router(ServerSettings(served_model_name="m</script><b>", max_frames=12)))
+    app.include_router(playground_router(ServerSettings(served_model_name="m</script><b>",
+                                                         engine=EngineSettings(media=MediaPolicy(max_frames=12)))))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         page = await client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -1,4 +1,4 @@
-"""The FastAPI app: routes (thin: parse, one call, respond), error envelopes, lifespan.
+"""The FastAPI app: routes (thin: parse, one call to ``Serving``, respond), error envelopes, lifespan.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/captions``, ``GET /v1/models`` (API keys apply under
 ``/v1``), and the unauthenticated operational ones: ``GET /health`` (liveness), ``GET /ready`` (503 while
@@ -21,13 +21,13 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aurora_serve.api.gate import Gate
-from aurora_serve.api.generation import ClientGone, answer_caption, answer_chat
+from aurora_serve.api.lifecycle import Lifecycle
 from aurora_serve.api.metrics import Metrics
 from aurora_serve.api.playground import playground_router
 from aurora_serve.api.protocol import (
     Caption, CaptionRequest, ChatCompletionRequest, ChatCompletionResponse, ErrorResponse, ModelCard, ModelList,
 )
-from aurora_serve.api.runtime import Runtime
+from aurora_serve.api.serving import ClientGone, Serving
 from aurora_serve.config import ServerSettings
 from aurora_serve.errors import AuroraError, InvalidRequestError
 
@@ -41,30 +41,33 @@ def create_app(settings: ServerSettings, engine_factory=None, metrics: Metrics |
     if engine_factory is None:
         from aurora_serve.engine import AuroraEngine as engine_factory
     metrics = metrics or Metrics()
-    runtime = Runtime(settings, metrics, engine_factory)
+    lifecycle = Lifecycle(settings.engine, engine_factory)
+    serving = Serving(settings, lifecycle, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        starting = asyncio.create_task(runtime.start())  # serve /health and /ready (503) while loading
+        starting = asyncio.create_task(lifecycle.start())  # serve /health and /ready (503) while loading
         yield
         await asyncio.wait({starting})  # a thread building the engine cannot be cancelled: let it finish
-        await runtime.stop()
+        await lifecycle.stop()
 
     app = FastAPI(title="aurora-serve", version="0.1.0", lifespan=lifespan,
                   description="AuroraCap video/image captioning behind an OpenAI-compatible API")
-    app.state.runtime = runtime
+    app.state.lifecycle, app.state.serving = lifecycle, serving
     _add_error_handlers(app)
-    _add_routes(app, runtime, settings)
+    _add_routes(app, serving, metrics, settings)
     app.include_router(playground_router(settings))
     app.add_middleware(Gate, api_keys=settings.api_key, max_body_bytes=settings.max_request_bytes, metrics=metrics)
     return app
 
 
-def _add_routes(app: FastAPI, runtime: Runtime, settings: ServerSettings) -> None:
+def _add_routes(app: FastAPI, serving: Serving, metrics: Metrics, settings: ServerSettings) -> None:
+    lifecycle = serving.lifecycle
+
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse,
               responses={**ERRORS, 200: {"content": SSE}})
     async def chat_completions(body: ChatCompletionRequest, request: Request):
-        return await answer_chat(request, runtime, body)
+        return await serving.chat(request, body)
 
     caption_body = {"required": True, "content": {
         "application/json": {"schema": CaptionRequest.model_json_schema()},
@@ -75,25 +78,25 @@ def _add_routes(app: FastAPI, runtime: Runtime, settings: ServerSettings) -> Non
               responses={**ERRORS, 200: {"content": SSE}})
     async def captions(request: Request):
         body, upload = await _caption_input(request)
-        return await answer_caption(request, runtime, body, upload)
+        return await serving.caption(request, body, upload)
 
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS)
     async def models():
-        return ModelList(data=[ModelCard(id=settings.served_model_name, created=runtime.created)])
+        return ModelList(data=[ModelCard(id=settings.served_model_name, created=lifecycle.created)])
 
     @app.get("/health", responses={503: {"model": ErrorResponse}})
     async def health():
-        runtime.health()
+        lifecycle.health()
         return {"status": "ok"}
 
     @app.get("/ready", responses={503: {"model": ErrorResponse}})
     async def ready():
-        runtime.readiness()
+        lifecycle.readiness()
         return {"status": "ready"}
 
     @app.get("/metrics", response_class=Response)
-    async def metrics():
-        return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
+    async def metrics_page():
+        return Response(metrics.render(), media_type=metrics.content_type)
 
 
 async def _caption_input(request: Request) -> tuple[CaptionRequest, bytes | None]:

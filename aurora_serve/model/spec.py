@@ -1,4 +1,6 @@
-"""AuroraCap's vision/projector geometry, read from either checkpoint layout's config (no SGLang here)."""
+"""What the model and its processor know about AuroraCap besides the LLM, read from the config SGLang hands
+them: the vision/projector geometry (``AuroraSpec``) and aurora-serve's override (``AuroraOverride``). No SGLang.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from aurora_serve.config import ModelRuntime
 from aurora_serve.model.token_count import layers_run, tokens_per_frame
 
 
@@ -48,36 +51,66 @@ class VisionConfig:
 
 
 @dataclass(frozen=True)
+class AuroraOverride:
+    """The ``aurora`` dict aurora-serve puts into SGLang's ``json_model_override_args`` (``ckpt.layout.
+    sglang_overrides``), typed. Built from that dict; an unknown key is an error, never silently ignored."""
+
+    layout: str  # "xtuner" | "hf"
+    model_dir: str
+    runtime: ModelRuntime = ModelRuntime()
+    image_token_id: int | None = None  # the visual placeholder id when the config names none usable
+    vision_config: dict[str, Any] | None = None  # xtuner layout: visual_encoder/config.json
+    projector_hidden_act: str = "gelu"  # xtuner layout (the HF config carries its own)
+    feature_layer: int = -2  # xtuner layout
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "AuroraOverride":
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown key(s) in the aurora config override: {', '.join(unknown)}")
+        runtime = values.get("runtime") or {}
+        runtime = runtime if isinstance(runtime, ModelRuntime) else ModelRuntime.from_dict(runtime)
+        return cls(**{**values, "runtime": runtime})
+
+    @classmethod
+    def of(cls, config: Any) -> "AuroraOverride | None":
+        """The override of an HF config object (SGLang's), or None when it carries none."""
+        values = getattr(config, "aurora", None)
+        return None if values is None else cls.from_dict(dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class AuroraSpec:
-    """Everything about AuroraCap that is not the LLM: geometry, projector, placeholder id, defaults."""
+    """Everything about AuroraCap that is not the LLM: geometry, projector, placeholder id."""
 
     vision: VisionConfig
     text_hidden_size: int
     image_token_id: int  # id whose span the processor expands; only its count matters after padding
     projector_hidden_act: str = "gelu"
-    default_token_kept_ratio: float = 0.8  # upstream inference.py default
-    default_num_frames: int = 8
 
     @classmethod
     def from_hf_config(cls, config: Any) -> "AuroraSpec":
         """From the config SGLang hands the model and processor.
 
         HF/LLaVA layout: ``vision_config`` / ``text_config`` sub-configs and ``image_token_index``.
-        xtuner layout: a LlamaConfig whose ``aurora`` dict (injected by aurora-serve through SGLang's
-        ``json_model_override_args``) carries the vision config and the placeholder id.
+        xtuner layout: a LlamaConfig whose ``aurora`` override carries the vision config and the placeholder id.
         """
-        extra = dict(getattr(config, "aurora", None) or {})
+        override = AuroraOverride.of(config)
         vision = getattr(config, "vision_config", None)
         if vision is not None:
             vdict = vision.to_dict() if hasattr(vision, "to_dict") else dict(vision)
             text = getattr(config, "text_config", None) or config
-            image_token_id = extra.get("image_token_id", getattr(config, "image_token_index", None))
+            image_token_id = getattr(config, "image_token_index", None)
+            if override is not None and override.image_token_id is not None:
+                image_token_id = override.image_token_id
             act = getattr(config, "projector_hidden_act", "gelu")
             feature_layer = getattr(config, "vision_feature_layer", -2)
-        elif "vision_config" in extra:
-            vdict, text = extra["vision_config"], config
-            image_token_id = extra.get("image_token_id")
-            act, feature_layer = extra.get("projector_hidden_act", "gelu"), extra.get("feature_layer", -2)
+        elif override is not None and override.vision_config is not None:
+            vdict, text, image_token_id = override.vision_config, config, override.image_token_id
+            act, feature_layer = override.projector_hidden_act, override.feature_layer
         else:
             raise ValueError(
                 "config has neither vision_config (HF layout) nor an 'aurora' override (xtuner layout); "
@@ -90,6 +123,4 @@ class AuroraSpec:
             text_hidden_size=int(text.hidden_size),
             image_token_id=int(image_token_id),
             projector_hidden_act=act,
-            default_token_kept_ratio=float(extra.get("default_token_kept_ratio", 0.8)),
-            default_num_frames=int(extra.get("default_num_frames", 8)),
         )

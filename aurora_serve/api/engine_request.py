@@ -1,4 +1,5 @@
-"""Chat / caption requests → one engine job: checks, chat template, media fetch, sampling parameters.
+"""A chat or caption request → one engine job: the checks OpenAI's fields need, the chat template, the media
+items (options checked, defaults applied, bytes fetched), the sampling parameters.
 
 Greedy by default (temperature 0): AuroraCap's reference decoding. ``temperature``, ``top_p``,
 ``max_completion_tokens``/``max_tokens``, ``stop``, ``seed``, the penalties and our extensions are honoured;
@@ -13,21 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aurora_serve.api.metrics import Metrics
-from aurora_serve.api.protocol import CaptionRequest, ChatCompletionRequest, ImageURL, TextPart, VideoURL
+from aurora_serve.api.protocol import CaptionRequest, ChatCompletionRequest, TextPart
 from aurora_serve.config import ServerSettings
 from aurora_serve.engine import GenerateRequest
 from aurora_serve.errors import InvalidRequestError, MediaTooLargeError, NotFoundError
 from aurora_serve.media.fetch import FetchLimits, fetch_media
+from aurora_serve.media.item import MediaItem
+from aurora_serve.model.prompt import IMAGE_MARKER, VIDEO_MARKER, caption_prompt
 
-MARKERS = ("<image>", "<video>")
 DEFAULT_CAPTION_PROMPT = "Describe the video in detail."
+FETCH_SOURCES = ("http", "https", "data", "file", "upload")
 _Check = Callable[[Any], bool]
 # (field, refused when, why) — OpenAI features this server does not implement.
 UNSUPPORTED: list[tuple[str, _Check, str]] = [
@@ -51,33 +53,20 @@ UNSUPPORTED: list[tuple[str, _Check, str]] = [
 
 
 @dataclass
-class MediaInput:
-    """One media item of a request, before fetching. ``kind`` None: decided from the bytes (captions)."""
-
-    kind: str | None
-    url: str | None = None
-    data: bytes | None = None
-    token_kept_ratio: float | None = None
-    num_frames: int | None = None
-    uuid: str | None = None  # the caller's id for this media (url None: cached media only)
-
-
-@dataclass
 class Job:
-    """One generation, ready for the engine, plus what the response needs."""
+    """One generation, ready for the engine, plus what the answer needs."""
 
     request: GenerateRequest
-    model: str
+    media: list[MediaItem]  # the request's items without their bytes (kind, ρ, frames asked for)
     stream: bool
     include_usage: bool
-    media: list[dict] = field(default_factory=list)  # {"kind", "token_kept_ratio", "num_frames"}
     id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
 
 
-class ChatService:
-    def __init__(self, settings: ServerSettings, engine, metrics: Metrics):
-        self.settings, self.engine, self.metrics = settings, engine, metrics
+class JobBuilder:
+    def __init__(self, settings: ServerSettings, tokenizer, metrics: Metrics):
+        self.settings, self.policy, self.tokenizer, self.metrics = settings, settings.engine.media, tokenizer, metrics
         self.limits = FetchLimits(
             max_bytes=settings.max_media_bytes, max_data_url_bytes=settings.max_data_url_bytes,
             connect_timeout=settings.media_connect_timeout, total_timeout=settings.media_timeout,
@@ -86,11 +75,11 @@ class ChatService:
         )
 
     # --- chat ------------------------------------------------------------------------------------------
-    async def chat_job(self, req: ChatCompletionRequest, api_key: bytes | None = None) -> Job:
+    async def chat(self, req: ChatCompletionRequest, api_key: bytes | None = None) -> Job:
         """``api_key``: the caller's bearer token (already checked by the gate); scopes media uuids."""
-        self._check_request(req)
-        messages, media = self._template_messages(req)
-        prompt = self.engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        self._check_chat(req)
+        messages, media, urls = self._template_messages(req, _scope(api_key))
+        prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         sampling = self._sampling(req.temperature, req.top_p, req.max_completion_tokens or req.max_tokens)
         if req.stop is not None:
             sampling["stop"] = req.stop
@@ -99,10 +88,11 @@ class ChatService:
         for name in ("frequency_penalty", "presence_penalty", "ignore_eos"):
             if getattr(req, name) is not None:
                 sampling[name] = getattr(req, name)
+        media = await self._with_bytes(media, urls)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return await self._job(prompt, media, sampling, bool(req.stream), include_usage, scope=_scope(api_key))
+        return self._job(prompt, media, sampling, bool(req.stream), include_usage)
 
-    def _check_request(self, req: ChatCompletionRequest) -> None:
+    def _check_chat(self, req: ChatCompletionRequest) -> None:
         if req.model != self.settings.served_model_name:
             raise NotFoundError(f"The model `{req.model}` does not exist; this server serves "
                                 f"`{self.settings.served_model_name}`", param="model", code="model_not_found")
@@ -114,9 +104,10 @@ class ChatService:
         if isinstance(req.stop, list) and len(req.stop) > 4:
             raise InvalidRequestError("stop takes at most 4 sequences", param="stop")
 
-    def _template_messages(self, req: ChatCompletionRequest) -> tuple[list[dict], list[MediaInput]]:
-        """Messages as the chat template reads them (media parts become bare markers) + the media, in order."""
-        messages, media = [], []
+    def _template_messages(self, req: ChatCompletionRequest, scope: str):
+        """Messages as the chat template reads them (media parts become bare markers), the media items in
+        order (without bytes yet), and where each one's bytes are (None: cached under its uuid)."""
+        messages, media, urls = [], [], []
         for i, msg in enumerate(req.messages):
             role = "system" if msg.role == "developer" else msg.role
             if msg.content is None or isinstance(msg.content, str):
@@ -132,16 +123,31 @@ class ChatService:
                     continue
                 if msg.role != "user":
                     raise InvalidRequestError(f"media parts are only allowed in user messages ({where})", param=where)
-                media.append(_media_input(part, req))
+                item, url = self._part_item(part, req, scope, f"messages.{i}.content.{j}")
+                media.append(item)
+                urls.append(url)
                 parts.append({"type": part.type})
             messages.append({"role": role, "content": parts})
         if len(media) > self.settings.max_media_per_request:
             raise InvalidRequestError(f"the request has {len(media)} media parts; the limit is "
                                       f"{self.settings.max_media_per_request}", param="messages", code="too_many_media")
-        return messages, media
+        return messages, media, urls
+
+    def _part_item(self, part, req: ChatCompletionRequest, scope: str, where: str) -> tuple[MediaItem, str | None]:
+        """A media part's item (part options over request options over defaults) and its url."""
+        options = getattr(part, part.type)  # absent with a uuid alone: the request-level options apply
+        ratio = getattr(options, "token_kept_ratio", None)
+        frames = getattr(options, "num_frames", None)
+        param = f"{where}.{part.type}" if ratio is not None or frames is not None else ""
+        item = self.policy.item(
+            "video" if part.type == "video_url" else "image",
+            token_kept_ratio=ratio if ratio is not None else req.token_kept_ratio,
+            num_frames=frames if frames is not None else req.num_frames,
+            media_id=part.uuid, media_scope=scope if part.uuid is not None else "", param=param)
+        return item, getattr(options, "url", None)
 
     # --- captions --------------------------------------------------------------------------------------
-    async def caption_job(self, req: CaptionRequest, upload: bytes | None = None) -> Job:
+    async def caption(self, req: CaptionRequest, upload: bytes | None = None) -> Job:
         if (upload is None) == (req.url is None):
             raise InvalidRequestError("send either a media url (JSON) or a file (multipart), not both or neither",
                                       param="url")
@@ -150,10 +156,12 @@ class ChatService:
                                      param="file")
         text = req.prompt if req.prompt is not None else DEFAULT_CAPTION_PROMPT
         _check_text(text, "prompt")
-        item = MediaInput(None, url=None if upload is not None else req.url, data=upload,
-                          token_kept_ratio=req.token_kept_ratio, num_frames=req.num_frames)
+        # The kind is left open: it is decided from the bytes once they are here.
+        item = self.policy.item(None, token_kept_ratio=req.token_kept_ratio, num_frames=req.num_frames)
+        [item] = await self._with_bytes([item], [upload if upload is not None else req.url])
         sampling = self._sampling(req.temperature, None, req.max_tokens)
-        job = await self._job(None, [item], sampling, bool(req.stream), include_usage=True, caption_text=text)
+        prompt = caption_prompt(self.tokenizer, item.kind, text)
+        job = self._job(prompt, [item], sampling, bool(req.stream), include_usage=True)
         job.id = "caption-" + job.id.split("-", 1)[1]
         return job
 
@@ -165,63 +173,35 @@ class ChatService:
             "max_new_tokens": max_tokens if max_tokens is not None else self.settings.default_max_tokens,
         }
 
-    async def _job(self, prompt, media, sampling, stream, include_usage, caption_text=None, scope="") -> Job:
-        for item in media:  # before fetching anything
-            if (item.num_frames or 0) > self.settings.max_frames:
-                raise InvalidRequestError(f"num_frames must be at most {self.settings.max_frames}, "
-                                          f"got {item.num_frames}", param="num_frames")
-        datas = await self._fetch_all(media)
-        images, videos, described = [], [], []
-        for item, data in zip(media, datas, strict=True):
-            kind = item.kind or _sniff_kind(data)
-            ratio = item.token_kept_ratio or self.settings.default_token_kept_ratio
-            entry = {"data": data, "token_kept_ratio": ratio}
-            if item.uuid is not None:
-                entry.update(media_id=item.uuid, media_scope=scope)
-            frames = 1
-            if kind == "video":
-                frames = entry["num_frames"] = item.num_frames or self.settings.default_num_frames
-            (videos if kind == "video" else images).append(entry)
-            described.append({"kind": kind, "token_kept_ratio": ratio, "num_frames": frames})
-            self.metrics.kept_ratio.labels(kind).observe(ratio)
-        if caption_text is not None:  # captions: the kind is known only now
-            part = {"type": "video_url" if described[0]["kind"] == "video" else "image_url"}
-            messages = [{"role": "user", "content": [part, {"type": "text", "text": caption_text}]}]
-            prompt = self.engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        request = GenerateRequest(prompt=prompt, images=images, videos=videos, sampling_params=sampling)
-        return Job(request, self.settings.served_model_name, stream, include_usage, described)
+    def _job(self, prompt: str, media: list[MediaItem], sampling: dict, stream: bool, include_usage: bool) -> Job:
+        for item in media:
+            self.metrics.kept_ratio.labels(item.kind).observe(item.token_kept_ratio)
+        request = GenerateRequest(prompt=prompt, images=[m for m in media if m.kind == "image"],
+                                  videos=[m for m in media if m.kind == "video"], sampling_params=sampling)
+        return Job(request, [m.without_data() for m in media], stream, include_usage)
 
-    async def _fetch_all(self, media: list[MediaInput]) -> list[bytes]:
-        """All items concurrently; the first failure cancels the rest (no point fetching them)."""
-        tasks = [asyncio.ensure_future(self._fetch(m)) for m in media]
+    async def _with_bytes(self, media: list[MediaItem], sources: list[str | bytes | None]) -> list[MediaItem]:
+        """Every item with its bytes, fetched concurrently; the first failure cancels the rest."""
+        tasks = [asyncio.ensure_future(self._fetch(s)) for s in sources]
         try:
-            return list(await asyncio.gather(*tasks))
+            datas = await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)  # collect them: no "never retrieved" noise
+        return [m if d is None else m.with_data(d) for m, d in zip(media, datas, strict=True)]
 
-    async def _fetch(self, item: MediaInput) -> bytes | None:
-        if item.url is None and item.data is None:
+    async def _fetch(self, source: str | bytes | None) -> bytes | None:
+        if source is None:
             return None  # a uuid of cached media: nothing to fetch
         start = time.perf_counter()
-        if item.data is not None:
-            source, data = "upload", item.data
+        if isinstance(source, bytes):
+            kind, data = "upload", source
         else:
-            source = item.url.split(":", 1)[0].lower() if ":" in item.url else "none"
-            data = await fetch_media(item.url, self.limits)
-        self.metrics.fetch.labels(source if source in ("http", "https", "data", "file", "upload") else "other").observe(
-            time.perf_counter() - start)
+            kind = source.split(":", 1)[0].lower() if ":" in source else "none"
+            data = await fetch_media(source, self.limits)
+        self.metrics.fetch.labels(kind if kind in FETCH_SOURCES else "other").observe(time.perf_counter() - start)
         return data
-
-
-def _media_input(part, req: ChatCompletionRequest) -> MediaInput:
-    if part.type == "video_url":
-        v = part.video_url or VideoURL()  # absent with a uuid alone: the request-level options apply
-        return MediaInput("video", url=v.url, token_kept_ratio=v.token_kept_ratio or req.token_kept_ratio,
-                          num_frames=v.num_frames or req.num_frames, uuid=part.uuid)
-    i = part.image_url or ImageURL()
-    return MediaInput("image", url=i.url, token_kept_ratio=i.token_kept_ratio or req.token_kept_ratio, uuid=part.uuid)
 
 
 def _scope(api_key: bytes | None) -> str:
@@ -231,20 +211,7 @@ def _scope(api_key: bytes | None) -> str:
 
 def _check_text(text: str, param: str) -> None:
     """The template's media markers may not come from users: they would shift every media span."""
-    for marker in MARKERS:
+    for marker in (IMAGE_MARKER, VIDEO_MARKER):
         if marker in text:
             raise InvalidRequestError(f"text may not contain the media marker {marker}; send media as "
                                       "image_url / video_url parts", param=param)
-
-
-def _sniff_kind(data: bytes) -> str:
-    """'image' when Pillow recognises the header, else 'video' (decided by content, never by name)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)):
-            return "image"
-    except Image.DecompressionBombError:
-        return "image"  # an image all right; its decoder refuses it with a 413
-    except (UnidentifiedImageError, OSError, ValueError):
-        return "video"

@@ -1,0 +1,266 @@
+"""Serving one generation request: admit it, build its engine job, run it, answer (JSON or a stream).
+
+Every job runs as an engine stream (the non-streaming answer is its last chunk), so TTFT, abort and
+disconnect handling are the same for both. Anything that fails before the first chunk (media fetch and
+decode, prompt too long, engine validation) raises before the 200 and becomes an error envelope; after the
+200 it is one error event in the stream. A request's whole life, from admission to its last chunk, is one
+generator (``_lifetime``) whose single ``try/finally`` releases its slot and aborts its engine request when
+it is abandoned (client gone, error, shutdown), freeing its KV.
+
+Admission refuses with 503 unless the server is ready and with 429 (+ Retry-After) past
+``--max-concurrency``; the drain waits until nothing is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+from starlette.requests import Request
+
+from aurora_serve.api import sse
+from aurora_serve.api.engine_request import Job, JobBuilder
+from aurora_serve.api.gate import bearer_token
+from aurora_serve.api.lifecycle import Lifecycle
+from aurora_serve.api.metrics import Metrics
+from aurora_serve.api.protocol import (
+    Caption, CaptionRequest, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, Choice, ChunkChoice,
+    Delta, ResponseMessage, finish_reason_of, usage_of,
+)
+from aurora_serve.config import ServerSettings
+from aurora_serve.errors import AuroraError, InvalidRequestError, RateLimitError, ServiceUnavailableError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client disconnected before the answer was ready (nobody is left to answer)."""
+
+
+class Admission:
+    """Concurrency slots, and what is in flight (the drain waits until nothing is)."""
+
+    def __init__(self, lifecycle: Lifecycle, limit: int, metrics: Metrics):
+        self.lifecycle, self.limit, self.metrics = lifecycle, limit, metrics
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def admit(self) -> None:
+        self.lifecycle.check_serving()
+        if self.limit and self.in_flight >= self.limit:
+            raise RateLimitError(f"the server is at its limit of {self.limit} concurrent requests; retry shortly")
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+        self._idle.clear()
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self.metrics.in_flight.set(self.in_flight)
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """True when every admitted request finished within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
+            logger.warning("drain timeout: %d request(s) still in flight", self.in_flight)
+            return False
+
+
+class Serving:
+    def __init__(self, settings: ServerSettings, lifecycle: Lifecycle, metrics: Metrics):
+        self.settings, self.lifecycle, self.metrics = settings, lifecycle, metrics
+        self.admission = Admission(lifecycle, settings.max_concurrency, metrics)
+        self._builder: JobBuilder | None = None
+
+    @property
+    def builder(self) -> JobBuilder:
+        if self._builder is None:  # the engine's tokenizer exists once the engine has loaded
+            self._builder = JobBuilder(self.settings, self.lifecycle.engine.tokenizer, self.metrics)
+        return self._builder
+
+    async def chat(self, request: Request, body: ChatCompletionRequest) -> Any:
+        """``POST /v1/chat/completions``."""
+        build = lambda: self.builder.chat(body, bearer_token(request.scope))  # noqa: E731
+        return await self._serve(request, "chat", build, self._chat_response)
+
+    async def caption(self, request: Request, body: CaptionRequest, upload: bytes | None) -> Any:
+        """``POST /v1/captions``: the same path with a one-item prompt."""
+        return await self._serve(request, "captions", lambda: self.builder.caption(body, upload), self._caption_response)
+
+    # --- one request ---------------------------------------------------------------------------------
+    async def _serve(self, request: Request, endpoint: str, build: Callable[[], Awaitable[Job]],
+                     respond: Callable[[Job, dict], Any]) -> Any:
+        life = self._lifetime(endpoint, build)
+        try:
+            job = await _unless_disconnected(request, anext(life))
+            first = await _unless_disconnected(request, _first(life))
+            if job.stream:
+                return sse.EventStream(self._events(job, first, life), on_close=life.aclose)
+            return respond(job, await _unless_disconnected(request, _last(life, first)))
+        except BaseException:
+            await life.aclose()  # usually over already; this makes sure it never stays suspended
+            raise
+
+    async def _lifetime(self, endpoint: str, build: Callable[[], Awaitable[Job]]) -> AsyncIterator[Any]:
+        """The request's life: admission, its ``Job``, then its engine chunks. The one cleanup, however it
+        ends: abort an unfinished engine request, release the slot."""
+        self.admission.admit()  # 503 / 429 before anything is held
+        timer = _Timer(self.metrics, endpoint)
+        job, done = None, False
+        try:
+            job = await build()
+            yield job
+            async for chunk in self.lifecycle.engine.stream(job.request):
+                timer.first_token()
+                meta = chunk["meta_info"]
+                reason = meta.get("finish_reason")
+                if isinstance(reason, dict) and reason.get("type") == "abort":
+                    done = True  # the engine ended it itself
+                    raise _abort_error(reason)
+                if reason is not None:
+                    done = True
+                    self._record(timer, meta)
+                yield chunk
+            done = True
+        finally:
+            if job is not None and not done:
+                self.lifecycle.engine.abort(job.request.rid)
+            timer.release()
+            self.admission.release()
+
+    def _record(self, timer: "_Timer", meta: dict) -> None:
+        usage = usage_of(meta)
+        timer.finished(usage.completion_tokens)
+        self.metrics.visual_tokens.observe(usage.visual_tokens)
+        self.metrics.cached_tokens.inc(usage.prompt_tokens_details.cached_tokens)
+        self.metrics.observe_engine_timings(meta)
+
+    # --- answers -------------------------------------------------------------------------------------
+    def _chat_response(self, job: Job, out: dict) -> ChatCompletionResponse:
+        meta = out["meta_info"]
+        message = ResponseMessage(content=out.get("text") or "")
+        return ChatCompletionResponse(id=job.id, created=job.created, model=self.settings.served_model_name,
+                                      usage=usage_of(meta),
+                                      choices=[Choice(finish_reason=finish_reason_of(meta), message=message)])
+
+    def _caption_response(self, job: Job, out: dict) -> Caption:
+        meta, item, usage = out["meta_info"], job.media[0], usage_of(out["meta_info"])
+        # frames used = min(frames in the video, frames asked for): the engine's count over the model's own
+        # tokens per frame (one item, so the count is exact)
+        frames = usage.visual_tokens // self.lifecycle.engine.spec.vision.tokens_per_frame(item.token_kept_ratio)
+        return Caption(id=job.id, created=job.created, model=self.settings.served_model_name,
+                       caption=out.get("text") or "", finish_reason=finish_reason_of(meta), kind=item.kind,
+                       token_kept_ratio=item.token_kept_ratio, num_frames=frames, usage=usage)
+
+    async def _events(self, job: Job, first: dict, chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
+        """``chat.completion.chunk`` events for a job whose first engine chunk is ``first``.
+
+        SGLang 0.5.23 streams cumulative ``text`` (its ``incremental_streaming_output`` is off by default), so
+        the delta is the new suffix; a chunk that does not extend what was sent is taken as a delta itself."""
+        def chunk(choices: list[ChunkChoice], usage=None) -> str:
+            data = ChatCompletionChunk(id=job.id, created=job.created, model=self.settings.served_model_name,
+                                       choices=choices, usage=usage).model_dump()
+            if not job.include_usage:
+                data.pop("usage")
+            return sse.encode(data)
+
+        try:
+            yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
+            sent, out = "", first
+            while out is not None:
+                text = out.get("text") or ""
+                delta = text[len(sent):] if text.startswith(sent) else text
+                sent = text if text.startswith(sent) else sent + text
+                meta = out["meta_info"]
+                reason = finish_reason_of(meta) if meta.get("finish_reason") is not None else None
+                if delta or reason:
+                    yield chunk([ChunkChoice(delta=Delta(content=delta), finish_reason=reason)])
+                out = None if reason is not None else await anext(chunks, None)
+            if job.include_usage:
+                yield chunk([], usage=usage_of(meta))
+        except AuroraError as e:
+            yield sse.encode(e.to_dict())
+        except Exception:  # a bug, not the client's doing: still one error event, then [DONE]
+            logger.exception("stream %s failed", job.id)
+            yield sse.encode(AuroraError("internal error while streaming").to_dict())
+        yield sse.DONE
+
+
+class _Timer:
+    """One admitted request's latencies (TTFT, E2E, TPOT) and its place in the queued gauge."""
+
+    def __init__(self, metrics: Metrics, endpoint: str):
+        self.metrics, self.endpoint = metrics, endpoint
+        self.start = time.perf_counter()
+        self.first: float | None = None
+        metrics.queued.inc()
+
+    def first_token(self) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+            self.metrics.ttft.labels(self.endpoint).observe(self.first - self.start)
+            self.metrics.queued.dec()
+
+    def finished(self, completion_tokens: int) -> None:
+        end = time.perf_counter()
+        self.metrics.e2e.labels(self.endpoint).observe(end - self.start)
+        self.metrics.output_tokens.observe(completion_tokens)
+        if self.first is not None and completion_tokens > 1:
+            self.metrics.tpot.labels(self.endpoint).observe((end - self.first) / (completion_tokens - 1))
+
+    def release(self) -> None:
+        if self.first is None:
+            self.metrics.queued.dec()
+
+
+def _abort_error(reason: dict) -> AuroraError:
+    message = str(reason.get("message") or "the engine aborted the request")
+    status = reason.get("status_code")
+    if status == 400:
+        return InvalidRequestError(message)
+    if status == 503:
+        return ServiceUnavailableError(message)
+    return AuroraError(message, code="engine_abort")
+
+
+async def _first(chunks: AsyncIterator[dict]) -> dict:
+    first = await anext(chunks, None)
+    if first is None:
+        raise AuroraError("the engine returned no output")
+    return first
+
+
+async def _last(chunks: AsyncIterator[dict], first: dict) -> dict:
+    last = first
+    async for chunk in chunks:
+        last = chunk
+    return last
+
+
+async def _until_disconnected(request: Request) -> None:
+    """Return when the client goes away (the body has been read, so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result; if the client disconnects first, ``work`` is cancelled and ClientGone raised."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        # Wait for it to unwind (its engine request aborted, its slot released) before reporting.
+        await asyncio.gather(task, return_exceptions=True)
+        raise ClientGone()
+    return task.result()
