@@ -33,7 +33,7 @@ ENV PYTHONUNBUFFERED=1 \
     AURORA_ENV_CACHE=/opt/aurora-env
 WORKDIR /opt/aurora-serve
 COPY requirements-cpu.lock.txt pyproject.toml README.md ./
-COPY scripts/make_env.sh scripts/make_env.sh
+COPY scripts scripts
 COPY aurora_serve aurora_serve
 # make_env.sh builds the locked venv, installs the compat shims and runs its import smoke test; torch's +cpu
 # wheel is fetched first and offered to it through PIP_FIND_LINKS, exactly as on a developer machine. The lock's

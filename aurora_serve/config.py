@@ -30,7 +30,7 @@ from aurora_serve.media.item import MediaPolicy, check_ratio
 
 ENV_PREFIX = "AURORA_"
 # AURORA_* variables read before this process exists (environment build, interpreter boot hook): not ours.
-FOREIGN_ENV = ("AURORA_ENV_CACHE", "AURORA_CPU_COMPAT")
+FOREIGN_ENV = ("AURORA_ENV_CACHE", "AURORA_TORCH_INDEX_URL", "AURORA_CPU_COMPAT")
 MIB = 1024 * 1024
 
 

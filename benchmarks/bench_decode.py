@@ -13,8 +13,8 @@ Methods (all return the same frames, checked):
 Targets: pyav-seek >= 5x faster than pyav-sequential on the 60 s clip, and its cost grows <= 2x from the
 10 s to the 10 min clip.
 
-    .venv/bin/python benchmarks/bench_decode.py           # full: 1080p 10 s / 60 s / 10 min, writes JSON
-    .venv/bin/python benchmarks/bench_decode.py --quick   # small clips, smoke test (JSON only with --out)
+    .venv/bin/python -m benchmarks.bench_decode           # full: 1080p 10 s / 60 s / 10 min, writes JSON
+    .venv/bin/python -m benchmarks.bench_decode --quick   # small clips, smoke test (JSON only with --out)
 """
 
 from __future__ import annotations
@@ -33,11 +33,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from aurora_serve.media.decode import DEFAULT_THREADS, DecodeStats, decode_video
 
-from aurora_serve.media.decode import DEFAULT_THREADS, DecodeStats, decode_video  # noqa: E402
-from provenance import git_state, machine  # noqa: E402
+from .provenance import REPO, command, git_state, machine
 
 FPS, GOP_SECONDS, PRESET = 30, 2, "superfast"
 
@@ -202,7 +200,7 @@ def main() -> None:
     if out_path is not None:
         report = {
             "benchmark": "bench_decode",
-            "command": " ".join([_relative(sys.executable), *sys.argv]),
+            "command": command(_relative(sys.executable)),
             "notes": [
                 "synthetic content (moving random 4x4 blocks) decodes faster than camera footage; compare ratios",
                 "shared 2-core VM: other jobs ran at the same time (see load averages); CPU time (all threads of "

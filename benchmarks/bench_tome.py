@@ -15,9 +15,9 @@ benchmarks/kernel_resources.py (the compiler's report, same launch configuration
 Targets: Triton >= 5x faster than the reference, >= 60 % of copy bandwidth, <= 3 % of a layer.
 The first kernel version (benchmarks/kernel_versions/tome_v1.py) is timed beside the current one (column v1).
 
-    .venv/bin/python benchmarks/bench_tome.py            # CUDA; writes benchmarks/results/bench_tome_<gpu>.json
-    .venv/bin/python benchmarks/bench_tome.py --smoke    # CPU, tiny shapes, reference only (JSON only with --out)
-    TRITON_INTERPRET=1 .venv/bin/python benchmarks/bench_tome.py --smoke --smoke-kernels   # + Triton, interpreted
+    .venv/bin/python -m benchmarks.bench_tome            # CUDA; writes benchmarks/results/bench_tome_<gpu>.json
+    .venv/bin/python -m benchmarks.bench_tome --smoke    # CPU, tiny shapes, reference only (JSON only with --out)
+    TRITON_INTERPRET=1 .venv/bin/python -m benchmarks.bench_tome --smoke --smoke-kernels   # + Triton, interpreted
 """
 
 from __future__ import annotations
@@ -37,11 +37,9 @@ import torch
 import torch.nn.functional as F_
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from aurora_serve.kernels.tome_ref import bipartite_merge_ref, merge_count
 
-from aurora_serve.kernels.tome_ref import bipartite_merge_ref, merge_count  # noqa: E402
-from provenance import git_state  # noqa: E402
+from .provenance import REPO, command, git_state
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 TARGETS = {"speedup_vs_reference": 5.0, "copy_bandwidth_fraction": 0.60, "layer_share": 0.03}
@@ -317,7 +315,7 @@ def main() -> None:
     out = args.out or (None if args.smoke else REPO / "benchmarks/results" /
                        f"bench_tome_{torch.cuda.get_device_name().replace(' ', '_')}.json")
     if out is not None:
-        report = {"benchmark": "bench_tome", "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        report = {"benchmark": "bench_tome", "command": command(),
                   **environment(device), "settings": {k: (str(v) if isinstance(v, Path) else v)
                                                       for k, v in vars(args).items()},
                   "results": rows, **summary}

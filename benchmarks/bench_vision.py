@@ -4,9 +4,9 @@ at ρ ∈ {1.0, 0.5, 0.2, 0.1}, with the merge step on the Triton kernel and on 
 Reports latency (median) and frames/s per (backend, ρ), and the speed-up of each ρ over ρ = 1.0 measured side
 by side in the same run. Target (GPU): ρ = 0.2 at least 1.5x faster than ρ = 1.0.
 
-    .venv/bin/python benchmarks/bench_vision.py                       # CUDA, fp16, 8 frames, both backends
-    .venv/bin/python benchmarks/bench_vision.py --device cpu --frames 1 --dtype fp32 --reps 2   # CPU ratios only
-    .venv/bin/python benchmarks/bench_vision.py --smoke              # tiny width, CPU, seconds (checks the script)
+    .venv/bin/python -m benchmarks.bench_vision                       # CUDA, fp16, 8 frames, both backends
+    .venv/bin/python -m benchmarks.bench_vision --device cpu --frames 1 --dtype fp32 --reps 2   # CPU ratios only
+    .venv/bin/python -m benchmarks.bench_vision --smoke              # tiny width, CPU, seconds (checks the script)
 
 Absolute CPU times are not reported as results (ratios only); GPU runs save JSON under benchmarks/results/.
 """
@@ -18,19 +18,16 @@ import copy
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from aurora_serve.model.spec import VisionConfig
+from aurora_serve.model.token_count import merge_r, tokens_per_frame
+from aurora_serve.model.vision import AuroraVisionTower
 
-from aurora_serve.model.spec import VisionConfig  # noqa: E402
-from aurora_serve.model.token_count import merge_r, tokens_per_frame  # noqa: E402
-from aurora_serve.model.vision import AuroraVisionTower  # noqa: E402
-from provenance import git_state  # noqa: E402
+from .provenance import REPO, command, git_state
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 RATIOS = (1.0, 0.5, 0.2, 0.1)
@@ -57,7 +54,7 @@ def time_median(fn, device: torch.device, reps: int) -> float:
 
 
 def environment(device: torch.device) -> dict:
-    env = {"command": " ".join(sys.argv), **git_state("aurora_serve/model", "aurora_serve/kernels", "benchmarks"),
+    env = {"command": command(), **git_state("aurora_serve/model", "aurora_serve/kernels", "benchmarks"),
            "torch": torch.__version__,
            "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor()}
     if device.type == "cuda":

@@ -5,10 +5,13 @@
 #   bash benchmarks/gpu_session.sh [tests] [resources] [tome] [sweep] [vision]   # no argument: all but sweep
 #
 # Stages: `tests` runs tests/kernels natively on CUDA (not the interpreter); `resources` is the compiler's
-# report with the device's own Triton (kernel_resources.py); `tome` runs bench_tome.py; `sweep` times
-# bench_tome's launch-configuration variants (fp16, F in {1, 8}); `vision` runs bench_vision.py. Everything lands under $OUT (the device tool's return folder; here
-# benchmarks/results/gpu-session when OUT is unset): env.txt, one log per stage, the benchmark JSON. The last
-# lines printed are a summary, because the device tool returns only the end of the output.
+# report with the device's own Triton (benchmarks.kernel_resources); `tome` runs benchmarks.bench_tome; `sweep`
+# times bench_tome's launch-configuration variants (fp16, F in {1, 8}); `vision` runs benchmarks.bench_vision.
+# Each runs as `python -m` from the repository root, which puts the root on sys.path: aurora_serve and the
+# benchmarks package import from the checkout with nothing installed and no PYTHONPATH. Everything lands under
+# $OUT (the device tool's return folder; here benchmarks/results/gpu-session when OUT is unset): env.txt, one log
+# per stage, the benchmark JSON. The last lines printed are a summary, because the device tool returns only the
+# end of the output.
 # GPU_SESSION_SMOKE=1 runs the same stages on a CPU machine (kernel tests in the interpreter, benchmarks with
 # --smoke): it checks this script, not the kernels' speed; tests/benchmarks runs it that way.
 set -uo pipefail
@@ -16,7 +19,6 @@ set -uo pipefail
 PY=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/results/gpu-session}
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(tests resources tome vision)
 smoke=()
@@ -52,20 +54,20 @@ for stage in "${stages[@]}"; do
             rc=$?
             line=$(tail -n 1 "$OUT/kernel_tests.log") ;;
         resources)
-            "$PY" benchmarks/kernel_resources.py --out "$OUT/kernel_resources_$device.json" > "$OUT/kernel_resources.log" 2>&1
+            "$PY" -m benchmarks.kernel_resources --out "$OUT/kernel_resources_$device.json" > "$OUT/kernel_resources.log" 2>&1
             rc=$?
             line=$(grep -c ' 0/0 ' "$OUT/kernel_resources.log" | sed 's/$/ kernel configurations without spills/') ;;
         tome)
-            "$PY" benchmarks/bench_tome.py "${smoke[@]}" --out "$OUT/bench_tome_$device.json" > "$OUT/bench_tome.log" 2>&1
+            "$PY" -m benchmarks.bench_tome "${smoke[@]}" --out "$OUT/bench_tome_$device.json" > "$OUT/bench_tome.log" 2>&1
             rc=$?
             line=$(grep -A4 '"worst"' "$OUT/bench_tome.log" | tr -s ' \n' ' ') ;;
         sweep)
-            "$PY" benchmarks/bench_tome.py "${smoke[@]}" --sweep --frames 1 8 --dtypes fp16 --layers 0 15 --no-compile \
+            "$PY" -m benchmarks.bench_tome "${smoke[@]}" --sweep --frames 1 8 --dtypes fp16 --layers 0 15 --no-compile \
                 --out "$OUT/bench_tome_sweep_$device.json" > "$OUT/bench_tome_sweep.log" 2>&1
             rc=$?
             line=$(grep '^sweep:' "$OUT/bench_tome_sweep.log") ;;
         vision)
-            "$PY" benchmarks/bench_vision.py "${smoke[@]}" --out "$OUT/bench_vision_$device.json" > "$OUT/bench_vision.log" 2>&1
+            "$PY" -m benchmarks.bench_vision "${smoke[@]}" --out "$OUT/bench_vision_$device.json" > "$OUT/bench_vision.log" 2>&1
             rc=$?
             line=$(grep -E '^(triton|reference) +0\.2 ' "$OUT/bench_vision.log" | tr -s ' \n' ' ') ;;
         *)

@@ -6,8 +6,8 @@ AuroraCap's shapes (T = 730 at the first merge and a late-layer T, C = 1280, D =
 the ``ptxas`` Triton itself uses with ``-v``. Spills are local-memory traffic in the inner loops of a kernel
 meant to run at memory speed; the first version of the match kernel had 1.6 KB of them per thread.
 
-    .venv/bin/python benchmarks/kernel_resources.py                  # sm_90, table
-    .venv/bin/python benchmarks/kernel_resources.py --arch 80 --out benchmarks/results/kernel_resources_sm80.json
+    .venv/bin/python -m benchmarks.kernel_resources                  # sm_90, table
+    .venv/bin/python -m benchmarks.kernel_resources --arch 80 --out benchmarks/results/kernel_resources_sm80.json
 """
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ import argparse
 import json
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.backends.nvidia.compiler import get_ptxas
+from triton.compiler import ASTSource
 
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
-from triton.compiler import ASTSource  # noqa: E402
+from aurora_serve.kernels import tome
 
-from aurora_serve.kernels import tome  # noqa: E402
+from .provenance import command
 
 DTYPES = ("fp16", "bf16", "fp32")  # Triton's own names for the tensors' element types
 LAUNCH_KEYS = ("num_warps", "num_stages")
@@ -103,7 +101,7 @@ def main() -> None:
               f"{r['stack_bytes']:>5} {r['spill_store_bytes']:>5}/{r['spill_load_bytes']:<5} {r['shared_bytes']:>6}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"benchmark": "kernel_resources", "command": " ".join(sys.argv),
+        args.out.write_text(json.dumps({"benchmark": "kernel_resources", "command": command(),
                                         "triton": triton.__version__, "rows": rows}, indent=1) + "\n")
         print("wrote", args.out)
 

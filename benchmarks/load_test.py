@@ -8,8 +8,8 @@ Targets must resolve to loopback unless ``--allow-remote`` is given. Writes JSON
 is installed.
 
     .venv/bin/aurora-serve serve --port 8123 &                 # then, once /ready answers 200:
-    .venv/bin/python benchmarks/load_test.py --base-url http://127.0.0.1:8123/v1 --quick
-    .venv/bin/python benchmarks/load_test.py --base-url http://127.0.0.1:8123/v1 \
+    .venv/bin/python -m benchmarks.load_test --base-url http://127.0.0.1:8123/v1 --quick
+    .venv/bin/python -m benchmarks.load_test --base-url http://127.0.0.1:8123/v1 \
         --workloads unique,repeated,mixed,images+videos --concurrency 1,4,16 --rates 0.5,1 \
         --out benchmarks/results/load_test_cpu_tiny.json
 """
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from loadgen import (WORKLOADS, ClipSpec, MediaFactory, Result, chat_once, check_loopback, environment,
-                     requests, summarize)
+from .loadgen import (WORKLOADS, ClipSpec, MediaFactory, Result, chat_once, check_loopback, environment,
+                      requests, summarize)
 
 
 FULL = {"workloads": "unique,repeated", "concurrency": [1, 4, 16], "rates": [], "requests": 32, "duration": 120.0,

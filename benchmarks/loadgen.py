@@ -25,7 +25,6 @@ import ipaddress
 import platform
 import random
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from urllib.parse import urlparse
 import av
 import numpy as np
 
-from provenance import git_state, machine
+from .provenance import command, git_state, machine
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = ("unique", "repeated", "repeated-uuid", "mixed", "images+videos")
@@ -280,7 +279,7 @@ def environment() -> dict:
         **git_state("aurora_serve", "benchmarks"),
         "machine": machine(),
         "versions": versions,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command(),
     }
 
 

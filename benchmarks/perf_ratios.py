@@ -14,8 +14,8 @@ server, then the in-process engine), never together; the load average is recorde
 shared machine moves every number. Stage times explain the ratios: the baseline's per stage, the server's from
 its /metrics histograms.
 
-    .venv/bin/python benchmarks/perf_ratios.py            # ~5-8 min on 2 cores; writes benchmarks/results/
-    .venv/bin/python benchmarks/perf_ratios.py --quick    # ~2 min smoke run (JSON only with --out)
+    .venv/bin/python -m benchmarks.perf_ratios            # ~5-8 min on 2 cores; writes benchmarks/results/
+    .venv/bin/python -m benchmarks.perf_ratios --quick    # ~2 min smoke run (JSON only with --out)
 """
 
 from __future__ import annotations
@@ -25,15 +25,13 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import (PROMPT, REPO, ClipSpec, MediaFactory, Result, chat_once, environment,  # noqa: E402
-                     gather_bounded, summarize)
-from sequential_baseline import baseline, media_floor  # noqa: E402
-from served import Server, cpu_delta, stage_means, tree_cpu  # noqa: E402
+from .loadgen import (PROMPT, REPO, ClipSpec, MediaFactory, Result, chat_once, environment,
+                      gather_bounded, summarize)
+from .sequential_baseline import baseline, media_floor
+from .served import Server, cpu_delta, stage_means, tree_cpu
 
 TARGETS = {"A_server_c16_over_sequential_pytorch": (">=", 8.0), "B_ttft_repeated_over_first": ("<=", 0.2),
            "C_http_over_direct_engine": (">=", 0.95)}

@@ -1,14 +1,23 @@
-"""What every benchmark JSON records about where it ran: the commit (and whether the measured code had
-uncommitted changes) and the machine. Shared by the benchmark scripts, which run as ``python benchmarks/x.py``."""
+"""What every benchmark JSON records about where it ran: the command, the commit (and whether the measured code
+had uncommitted changes) and the machine. Shared by the benchmarks, which run as ``python -m benchmarks.x``."""
 
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def command(python: str = Path(sys.executable).name) -> str:
+    """The command line that ran this process. Under ``python -m benchmarks.x`` sys.argv[0] is the module's file,
+    which does not run as a script (the benchmarks import each other as a package): name the module instead."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    head = ["-m", spec.name.removesuffix(".__main__")] if spec is not None else sys.argv[:1]
+    return " ".join([python, *head, *sys.argv[1:]])
 
 
 def git(*args: str) -> str | None:

@@ -9,15 +9,12 @@ it, independent of SGLang. Greedy to exactly ``max_tokens`` (no EOS stop), like 
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from loadgen import PROMPT, REPO
-
-sys.path.insert(0, str(REPO))  # tests.oracle
+from .loadgen import PROMPT
 
 
 def baseline(model_dir: Path, items, num_frames: int, ratio: float, max_tokens: int, n: int) -> dict:

@@ -22,7 +22,8 @@ if [[ ! -f "$MARK" ]]; then
   rm -rf "$VENV"
   mkdir -p "$CACHE"
   "$PY" -m venv "$VENV"
-  # torch 2.13.0+cpu resolves from the machine's local wheel (pip find-links), the rest from the index.
+  # torch's +cpu build is not on PyPI: from this machine's pip configuration if it has it, else PyTorch's index.
+  bash scripts/cpu_torch.sh "$VENV/bin/pip" requirements-cpu.lock.txt
   "$VENV/bin/pip" install -q --no-deps -r requirements-cpu.lock.txt 2> >(grep -v "is ignored: it is neither" >&2)
   SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   rm -rf "$SITE/aurora_cpu_compat"

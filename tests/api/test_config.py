@@ -60,7 +60,8 @@ def test_invalid_settings_exit_2(argv, env, capsys):
 
 
 def test_foreign_aurora_variables_are_tolerated():
-    assert parse_settings([], environ={"AURORA_CPU_COMPAT": "0", "AURORA_ENV_CACHE": "/tmp/x"}) == ServerSettings()
+    foreign = {"AURORA_CPU_COMPAT": "0", "AURORA_ENV_CACHE": "/tmp/x", "AURORA_TORCH_INDEX_URL": "https://mirror/whl"}
+    assert parse_settings([], environ=foreign) == ServerSettings()
 
 
 def test_help_documents_every_option_and_its_variable():

@@ -6,9 +6,7 @@ guess. Every body is validated against OpenAI's schemas.
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid as uuidlib
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +17,6 @@ from tests.api.schemas import validate
 
 pytestmark = pytest.mark.engine
 CHAT = "/v1/chat/completions"
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def body(part: dict, **top) -> dict:
@@ -134,8 +131,7 @@ def test_the_load_generators_uuid_client_falls_back_to_the_url(server, tmp_path)
     """benchmarks/loadgen.py's repeated-uuid workload against the real server: uuid alone, url on a miss."""
     import openai
 
-    sys.path.insert(0, str(BENCH))
-    import loadgen
+    from benchmarks import loadgen
 
     media = loadgen.MediaFactory(loadgen.ClipSpec(1, 64, 48), cache_dir=tmp_path, seed_base=uuidlib.uuid4().int % 10**9)
     items = loadgen.requests("repeated-uuid", 2, media)

@@ -6,24 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import uvicorn
 
 from aurora_serve.api.routes import create_app
 from aurora_serve.config import parse_settings
+from benchmarks import load_test, loadgen, perf_ratios
 from tests.support.fake_engine import FakeEngine
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-
-import load_test  # noqa: E402
-import loadgen  # noqa: E402
-import perf_ratios  # noqa: E402
 
 
 class ScriptedEngine(FakeEngine):

@@ -64,18 +64,17 @@ def test_bench_tome_kernel_columns_under_the_interpreter(tmp_path):
     """bench_tome's GPU-only paths (Triton and v1 columns, their speed-ups, the JSON) run under the interpreter."""
     out = tmp_path / "tome.json"
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, "benchmarks/bench_tome.py", "--smoke", "--smoke-kernels", "--sweep",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_tome", "--smoke", "--smoke-kernels", "--sweep",
                            "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_tome import SWEEP
+    from benchmarks.bench_tome import SWEEP
 
     assert set(report["sweep"]) == set(SWEEP) and all(v["median_time_vs_default"] > 0 for v in report["sweep"].values())
     rows = report["results"]
     assert rows and all(r["triton_ms"] > 0 and r["triton_v1_ms"] > 0 and r["speedup_vs_v1"] > 0 for r in rows)
     assert all(r["rows_close_to_reference"] == 1.0 for r in rows)  # fp32, fixed seed: same plan as the reference
-    refused = subprocess.run([sys.executable, "benchmarks/bench_tome.py", "--smoke-kernels"], cwd=REPO,
+    refused = subprocess.run([sys.executable, "-m", "benchmarks.bench_tome", "--smoke-kernels"], cwd=REPO,
                              env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"},
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "needs --smoke and TRITON_INTERPRET=1" in refused.stderr

@@ -9,12 +9,9 @@ kernels run, and register pressure that turns into local-memory traffic (the fir
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 SHARED_LIMIT = {90: 227 * 1024, 80: 163 * 1024}  # usable shared memory per block
 
 
@@ -26,8 +23,7 @@ def kernel_resources(kernel_mode):
         pytest.skip("the interpreter replaces the kernels; this file runs compiled in the parent process")
     if importlib.util.find_spec("triton.backends.nvidia") is None:
         pytest.skip("this triton has no NVIDIA backend")
-    sys.path.insert(0, str(BENCH))
-    import kernel_resources
+    from benchmarks import kernel_resources
 
     return kernel_resources
 

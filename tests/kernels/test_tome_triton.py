@@ -12,7 +12,6 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -125,8 +124,7 @@ def test_auroracap_like_shape(tome_kernels, num_tokens):
 
 def test_launch_config_variants_compute_the_same_step(tome_kernels):
     """Every launch-configuration variant bench_tome --sweep times is still the same merge step."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from bench_tome import SWEEP
+    from benchmarks.bench_tome import SWEEP
 
     tome, device = tome_kernels
     r, seed = (6, 20), _seed()
