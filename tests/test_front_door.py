@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,13 +22,8 @@ import psutil
 import pytest
 
 from tests.conftest import REPO
-from tests.mediagen import make_video
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.clips import make_video
+from tests.support.server import free_port
 
 
 def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 240) -> None:

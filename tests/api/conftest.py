@@ -6,103 +6,20 @@ other flags start their own. Servers bind a free loopback port; every test talks
 
 from __future__ import annotations
 
-import base64
-import io
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import av
 import httpx
 import pytest
 
-from tests.conftest import REPO, SHARED_MEDIA
-from tests.mediagen import make_image, make_video
+from tests.conftest import SHARED_MEDIA
+from tests.support.clips import make_image, make_video, zero_frame_mp4
+from tests.support.loopback import MediaHost
+from tests.support.server import ServerProcess
 
 API_KEY = "sk-aurora-test-1"
 OTHER_KEY = "sk-aurora-test-2"
 MAX_MEDIA_MB = 1
-OURS = ("AURORA_ENV_CACHE", "AURORA_CPU_COMPAT")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """``python -m aurora_serve serve …`` as a child process, with its log in a file."""
-
-    def __init__(self, args: list[str], log_path: Path):
-        self.args, self.log_path = args, log_path
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items()
-               if not (k.startswith("AURORA_") and k not in OURS) and k != "PROMETHEUS_MULTIPROC_DIR"}
-        cmd = [sys.executable, "-m", "aurora_serve", "serve", "--device", "cpu", "--host", "127.0.0.1",
-               "--port", str(self.port), "--log-level", "info", *args]
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def wait_ready(self, timeout: float = 300) -> "ServerProcess":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.base + "/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass  # not listening yet
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"server not ready after {timeout} s:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-
-def data_url(data: bytes, mime: str = "video/mp4") -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
-
-
-def zero_frame_mp4() -> bytes:
-    """An MP4 whose video stream holds no frames (header and track, no samples)."""
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as out:
-        stream = out.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        out.start_encoding()  # write the header; no frame is ever encoded
-    return buf.getvalue()
-
-
-def huge_png_header() -> bytes:
-    """A valid 1×1 PNG whose header claims 60000×60000 pixels (a decompression bomb)."""
-    import struct
-    import zlib
-
-    png = make_image(None, w=1, h=1, fmt="PNG")
-    ihdr_at = png.index(b"IHDR")
-    body = bytearray(png[ihdr_at:ihdr_at + 17])
-    body[4:12] = struct.pack(">II", 60000, 60000)
-    crc = struct.pack(">I", zlib.crc32(bytes(body)) & 0xFFFFFFFF)
-    return png[:ihdr_at] + bytes(body) + crc + png[ihdr_at + 21:]
 
 
 @pytest.fixture(scope="session")
@@ -148,54 +65,6 @@ def openai_client(server):
     import openai
 
     return openai.OpenAI(base_url=server.base + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
-
-
-def metric_values(text: str, name: str) -> list[float]:
-    """All sample values of metric ``name`` (any labels) in a Prometheus text exposition."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
-            out.append(float(line.rsplit(" ", 1)[1]))
-    return out
-
-
-class MediaHost:
-    """A loopback HTTP server that serves clips, redirects in a loop, and records every request it gets."""
-
-    def __init__(self, files: dict[str, bytes]):
-        import http.server
-        import threading
-
-        host = self
-        self.hits: list[str] = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                host.hits.append(self.path)
-                if self.path.startswith("/loop-"):
-                    nxt = "/loop-b" if self.path == "/loop-a" else "/loop-a"
-                    self.send_response(302)
-                    self.send_header("Location", nxt)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")

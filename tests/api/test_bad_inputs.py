@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import API_KEY, MAX_MEDIA_MB, data_url, huge_png_header, metric_values
+from tests.api.conftest import API_KEY, MAX_MEDIA_MB
+from tests.support.clips import data_url, huge_png_header
+from tests.support.server import metric_values
 from tests.api.schemas import validate
 
 pytestmark = pytest.mark.engine

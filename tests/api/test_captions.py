@@ -11,7 +11,8 @@ from string import Template
 import pytest
 
 from aurora_serve.model.token_count import tokens_per_frame
-from tests.api.conftest import API_KEY, data_url
+from tests.api.conftest import API_KEY
+from tests.support.clips import data_url
 from tests.api.schemas import validate
 
 pytestmark = pytest.mark.engine

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.api.conftest import API_KEY, metric_values
+from tests.api.conftest import API_KEY
+from tests.support.server import metric_values
 
 pytestmark = pytest.mark.engine
 LONG = {"model": "auroracap", "max_tokens": 3000, "ignore_eos": True,
@@ -62,6 +63,5 @@ def test_dropped_request_is_aborted_in_the_engine(http, server, stream):
     after = wait_for(http, lambda g: g["running"] == 0 and g["in_flight"] == 0)
     assert after["running"] == 0 and after["in_flight"] == 0, after
     assert after["aborted"] >= before["aborted"] + 1
-    start = time.monotonic()
     r = http.post("/v1/chat/completions", json={**LONG, "max_tokens": 4, "ignore_eos": False})
-    assert r.status_code == 200 and time.monotonic() - start < 30
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 4

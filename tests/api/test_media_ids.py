@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from aurora_serve.model.token_count import tokens_per_frame
-from tests.api.conftest import API_KEY, OTHER_KEY, data_url, metric_values
+from tests.api.conftest import API_KEY, OTHER_KEY
+from tests.support.clips import data_url
+from tests.support.server import metric_values
 from tests.api.schemas import validate
 
 pytestmark = pytest.mark.engine

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from aurora_serve.model.token_count import tokens_per_frame
-from tests.api.conftest import data_url
+from tests.support.clips import data_url
 from tests.api.schemas import validate
 
 pytestmark = pytest.mark.engine

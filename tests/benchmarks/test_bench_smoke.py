@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 
@@ -16,6 +15,7 @@ from aurora_serve.api.routes import create_app
 from aurora_serve.config import parse_settings
 from benchmarks import load_test, loadgen, perf_ratios
 from tests.support.fake_engine import FakeEngine
+from tests.support.server import free_port
 
 
 class ScriptedEngine(FakeEngine):
@@ -24,9 +24,7 @@ class ScriptedEngine(FakeEngine):
 
 @pytest.fixture(scope="module")
 def base_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = create_app(parse_settings([], environ={}), engine_factory=ScriptedEngine)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -10,7 +10,7 @@ from aurora_serve.engine import GenerateRequest
 from aurora_serve.errors import InvalidRequestError, MediaError
 from aurora_serve.model.token_count import tokens_per_frame
 from tests.engine.test_parity import greedy, sglang_prompt
-from tests.mediagen import make_video
+from tests.support.clips import make_video
 
 PROMPT = "Describe the video in detail."
 

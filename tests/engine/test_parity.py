@@ -8,7 +8,7 @@ from aurora_serve.engine import GenerateRequest
 from aurora_serve.media.decode import load_frames
 from aurora_serve.media.preprocess import clip_preprocess
 from aurora_serve.model.token_count import tokens_per_frame
-from tests.mediagen import make_image, make_video
+from tests.support.clips import make_image, make_video
 from tests.oracle import Oracle
 
 MAX_NEW = 12

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.media.videos import encode
+from tests.support.clips import encode
 
 
 @pytest.fixture(scope="module")

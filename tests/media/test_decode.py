@@ -13,7 +13,7 @@ from PIL import Image
 
 from aurora_serve.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 from aurora_serve.media.decode import DecodeStats, decode_image, decode_video, load_frames, sample_indices
-from tests.media.videos import H, W, decode_both, frame_index, frame_rgb, image_bytes
+from tests.support.clips import H, W, decode_both, frame_index, frame_rgb, image_bytes
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
 

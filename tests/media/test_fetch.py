@@ -1,6 +1,6 @@
 """Tests for aurora_serve.media.fetch: limits, schemes, the SSRF guard over real sockets, DNS pinning, redirects.
 
-Network rule (see ``tests/media/loopback.py``): traffic goes only to loopback servers started here; any other
+Network rule (see ``tests/support/loopback.py``): traffic goes only to loopback servers started here; any other
 address is answered in-process by ``GuardTransport``, never sent.
 """
 
@@ -18,7 +18,7 @@ import pytest
 
 from aurora_serve.errors import AuroraError, InvalidRequestError, MediaFetchError, MediaTooLargeError
 from aurora_serve.media.fetch import FetchLimits, fetch_media
-from tests.media.loopback import BODY, MiB, GuardTransport, Server, resolver_from
+from tests.support.loopback import BODY, MiB, GuardTransport, Server, resolver_from
 
 LOCAL = FetchLimits(allow_hosts=("127.0.0.1/32",), connect_timeout=1.0, total_timeout=5.0)
 

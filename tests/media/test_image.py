@@ -9,7 +9,7 @@ from PIL import Image
 from aurora_serve.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 from aurora_serve.media import source as source_mod
 from aurora_serve.media.image import decode_image
-from tests.media.videos import H, W, frame_index, frame_rgb, image_bytes
+from tests.support.clips import H, W, frame_index, frame_rgb, image_bytes
 
 
 def test_image_modes_become_rgb():

@@ -15,7 +15,7 @@ from aurora_serve.media import seek as seek_mod
 from aurora_serve.media import source as source_mod
 from aurora_serve.media.decode import decode_video
 from aurora_serve.media.sampling import DecodeStats, sample_indices
-from tests.media.videos import H, W, decode_both, empty_video_with_audio, encode, frame_index
+from tests.support.clips import H, W, decode_both, empty_video_with_audio, encode, frame_index
 
 
 # --- seek-based decoding returns exactly the sampled frames -------------------------------------------------

@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from aurora_serve.model.token_count import tokens_per_frame
-from tests.api.conftest import ServerProcess
+from tests.support.server import ServerProcess
 from tests.conftest import SHARED_MEDIA
-from tests.mediagen import make_video
+from tests.support.clips import make_video
 
 SAMPLE = SHARED_MEDIA / "xU25MMA2N4aVtYay.mp4"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -1,14 +1,20 @@
-"""Media made with PyAV and Pillow for the tests of ``aurora_serve.media``'s decoders.
+"""Test media made here with PyAV and Pillow (never committed binaries).
 
-Each frame carries its own index as ten black/white blocks, so a test can read back WHICH frames were
-returned, not only how many.
+- ``make_video`` / ``make_image``: varied, seeded content, so token merging has work to do.
+- ``encode``: clips whose frames carry their own index as ten black/white blocks (``frame_rgb``,
+  ``frame_index``), so a decoder test can read back WHICH frames were returned, not only how many.
+- Malformed media and wire helpers: ``zero_frame_mp4``, ``huge_png_header``, ``empty_video_with_audio``,
+  ``data_url``.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import os
+import struct
 import tempfile
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +23,46 @@ import numpy as np
 from PIL import Image
 
 from aurora_serve.media.decode import DecodeStats, decode_video
+
+
+def _frame(rng: np.random.Generator, i: int, w: int, h: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = rng.integers(0, 256, 3)
+    img = np.stack([(xx * (c + 1) + yy * (3 - c) + 9 * i + base[c]) % 256 for c in range(3)], axis=-1)
+    x0, y0 = (i * 7) % max(1, w - w // 4), (i * 5) % max(1, h - h // 4)
+    img[y0 : y0 + h // 4, x0 : x0 + w // 4] = rng.integers(0, 256, 3)  # a moving block
+    return img.astype(np.uint8)
+
+
+def make_video(path: Path | None, frames: int = 24, w: int = 160, h: int = 120, seed: int = 0, fps: int = 24) -> bytes:
+    """An H.264 MP4 (mpeg4 if libx264 is missing); written to ``path`` when given; returns the bytes."""
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        try:
+            stream = out.add_stream("libx264", rate=fps)
+        except Exception:  # codec availability depends on the PyAV build
+            stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_frame(rng, i, w, h), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = buf.getvalue()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+def make_image(path: Path | None, w: int = 200, h: int = 150, seed: int = 0, fmt: str = "JPEG") -> bytes:
+    data_io = io.BytesIO()
+    Image.fromarray(_frame(np.random.default_rng(seed), seed, w, h)).save(data_io, format=fmt)
+    data = data_io.getvalue()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
 
 W, H = 160, 96  # 10 index blocks of 16 px across the top
 
@@ -119,3 +165,27 @@ def decode_both(data, num_frames=8) -> tuple[np.ndarray, DecodeStats, np.ndarray
     seek = decode_video(data, num_frames, stats=seek_stats)
     seq = decode_video(data, num_frames, strategy="sequential", stats=seq_stats)
     return seek, seek_stats, seq, seq_stats
+
+
+def data_url(data: bytes, mime: str = "video/mp4") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def zero_frame_mp4() -> bytes:
+    """An MP4 whose video stream holds no frames (header and track, no samples)."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        out.start_encoding()  # write the header; no frame is ever encoded
+    return buf.getvalue()
+
+
+def huge_png_header() -> bytes:
+    """A valid 1×1 PNG whose header claims 60000×60000 pixels (a decompression bomb)."""
+    png = make_image(None, w=1, h=1, fmt="PNG")
+    ihdr_at = png.index(b"IHDR")
+    body = bytearray(png[ihdr_at:ihdr_at + 17])
+    body[4:12] = struct.pack(">II", 60000, 60000)
+    crc = struct.pack(">I", zlib.crc32(bytes(body)) & 0xFFFFFFFF)
+    return png[:ihdr_at] + bytes(body) + crc + png[ihdr_at + 21:]

@@ -1,4 +1,5 @@
-"""Loopback HTTP servers for the fetch tests, and a transport that never lets a request leave the machine.
+"""Loopback HTTP servers (the fetch tests' scripted ``Server``, the API tests' ``MediaHost``), and a transport
+that never lets a request leave the machine.
 
 Network rule: traffic goes only to loopback servers started here. Hostnames other than "localhost" are
 answered by an injected resolver; a request to any non-loopback address is answered in-process by
@@ -160,3 +161,39 @@ def resolver_from(answers, calls=None):
         return answers[min(len(calls), len(answers)) - 1]
 
     return resolve
+
+
+class MediaHost:
+    """A loopback HTTP server that serves clips, redirects in a loop, and records every request it gets."""
+
+    def __init__(self, files: dict[str, bytes]):
+        host = self
+        self.hits: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                host.hits.append(self.path)
+                if self.path.startswith("/loop-"):
+                    nxt = "/loop-b" if self.path == "/loop-a" else "/loop-a"
+                    self.send_response(302)
+                    self.send_header("Location", nxt)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

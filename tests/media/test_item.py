@@ -1,0 +1,63 @@
+"""MediaItem / MediaPolicy: defaults applied once, each option checked in one place, engine callers parsed."""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import pytest
+
+from aurora_serve.errors import InvalidRequestError, MediaError
+from aurora_serve.media.item import MediaItem, MediaPolicy
+from tests.support.clips import make_image, make_video
+
+POLICY = MediaPolicy(default_token_kept_ratio=0.5, default_num_frames=6, max_frames=16)
+
+
+def test_defaults_are_applied_and_images_have_one_frame():
+    assert POLICY.item("video", b"x") == MediaItem("video", b"x", 0.5, 6)
+    assert POLICY.item("video", b"x", token_kept_ratio=1, num_frames=16) == MediaItem("video", b"x", 1.0, 16)
+    assert POLICY.item("image", b"x", num_frames=12).num_frames == 1
+
+
+@pytest.mark.parametrize("options, param", [
+    ({"token_kept_ratio": 0}, "p.token_kept_ratio"), ({"token_kept_ratio": 1.5}, "p.token_kept_ratio"),
+    ({"token_kept_ratio": math.nan}, "p.token_kept_ratio"), ({"num_frames": 0}, "p.num_frames"),
+    ({"num_frames": 17}, "p.num_frames"), ({"num_frames": 2.0}, "p.num_frames"), ({"num_frames": True}, "p.num_frames"),
+    ({"media_id": ""}, "p.media_id"), ({"media_scope": "a/b"}, "p.media_scope"),
+])
+def test_each_option_is_checked_and_the_error_names_it(options, param):
+    with pytest.raises(InvalidRequestError) as info:
+        POLICY.item("video", b"x", param="p", **options)
+    assert info.value.param == param and info.value.status == 400
+
+
+def test_engine_callers_dicts_bytes_paths_and_data_urls(tmp_path):
+    clip = make_video(tmp_path / "c.mp4", frames=4)
+    assert POLICY.parse("video", clip) == MediaItem("video", clip, 0.5, 6)
+    assert POLICY.parse("video", str(tmp_path / "c.mp4")).data == str(tmp_path / "c.mp4")
+    assert POLICY.parse("video", "file://" + str(tmp_path / "c.mp4")).data == str(tmp_path / "c.mp4")
+    url = "data:video/mp4;base64," + base64.b64encode(clip).decode()
+    assert POLICY.parse("video", {"url": url, "num_frames": 3}) == MediaItem("video", clip, 0.5, 3)
+    item = MediaItem("video", clip, 0.2, 2)
+    assert POLICY.parse("video", item) is item
+    assert POLICY.parse("video", {"media_id": "clip-1"}) == MediaItem("video", None, 0.5, 6, "clip-1")
+
+
+@pytest.mark.parametrize("value, error", [
+    ({"data": b"x", "num_frame": 3}, InvalidRequestError),  # a typo is refused, not ignored
+    ({"token_kept_ratio": 0.5}, InvalidRequestError),  # neither data nor a media id
+    ("https://example.com/v.mp4", InvalidRequestError),  # remote URLs are the front end's job
+    ("/no/such/file.mp4", MediaError),
+    (3, InvalidRequestError),
+])
+def test_engine_callers_mistakes_are_refused(value, error):
+    with pytest.raises(error):
+        POLICY.parse("video", value)
+
+
+def test_an_open_kind_is_decided_by_the_bytes():
+    image = POLICY.item(None, num_frames=4).with_data(make_image(None))
+    video = POLICY.item(None, num_frames=4).with_data(make_video(None, frames=3))
+    assert (image.kind, image.num_frames) == ("image", 1) and (video.kind, video.num_frames) == ("video", 4)
+    assert video.without_data().data is None
