@@ -178,6 +178,11 @@ class AuroraEngine:
         except ValueError as e:
             raise InvalidRequestError(str(e)) from e
 
+    def frames_sampled(self, rid: str) -> dict[str, list[int]] | None:
+        """Frames each media item of request ``rid`` got, by kind in request order (once, after its prefill)."""
+        processor = getattr(self.engine.tokenizer_manager, "mm_processor", None)
+        return getattr(processor, "frames_sampled", {}).pop(rid, None)
+
     def abort(self, rid: str) -> None:
         self.engine.tokenizer_manager.abort_request(rid=rid)
 

@@ -35,7 +35,7 @@ import numpy as np
 from aurora_serve.errors import MediaError, MediaTooLargeError
 from aurora_serve.media import VIDEO_BACKENDS
 from aurora_serve.media.image import decode_image, sniff_kind
-from aurora_serve.media.sampling import DecodeStats, sample_indices
+from aurora_serve.media.sampling import DecodeStats, Sampling, duration_of, plan_frames, sample_indices  # noqa: F401
 from aurora_serve.media.seek import decode_pyav, open_container, video_stream
 from aurora_serve.media.source import MAX_PIXELS, MAX_SIDE, Source, file_arg
 
@@ -45,6 +45,7 @@ __all__ = [
     "MAX_SIDE",
     "VIDEO_BACKENDS",
     "DecodeStats",
+    "Sampling",
     "Source",
     "decode_image",
     "decode_video",
@@ -59,7 +60,7 @@ DEFAULT_THREADS = 1
 
 def decode_video(
     source: Source,
-    num_frames: int,
+    sampling: Sampling | int,
     backend: str = "pyav",
     max_frames_total: int | None = None,
     *,
@@ -67,11 +68,13 @@ def decode_video(
     strategy: str = "seek",
     stats: DecodeStats | None = None,
 ) -> np.ndarray:
-    """Decode the AuroraCap sample of a video: ``(F, H, W, 3)`` uint8 RGB, ``F = min(T, num_frames)``.
+    """Decode the AuroraCap sample of a video: ``(F, H, W, 3)`` uint8 RGB (``F = min(T, num_frames)`` for a
+    plain frame count).
 
     Args:
         source: the file's bytes, or a path to it.
-        num_frames: frames wanted (8 in AuroraCap's inference); fewer come back when T is smaller.
+        sampling: which frames (``media.sampling``); an int is a plain frame count (8 in AuroraCap's
+            inference); fewer come back when the video (or the window) holds fewer.
         backend: ``"pyav"`` or ``"decord"`` (optional dependency, same sampling).
         max_frames_total: reject videos with more than this many frames (MediaTooLargeError).
         threads: decoder threads for this call.
@@ -84,17 +87,19 @@ def decode_video(
         MediaTooLargeError: a frame over ``MAX_SIDE``/``MAX_PIXELS``, or more frames than allowed.
         MediaError: no frames, truncated or corrupt data.
     """
-    if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if isinstance(sampling, int):
+        if sampling < 1:
+            raise ValueError(f"num_frames must be >= 1, got {sampling}")
+        sampling = Sampling(num_frames=sampling)
     if strategy not in ("seek", "sequential"):
         raise ValueError(f"unknown strategy {strategy!r}; expected 'seek' or 'sequential'")
     stats = stats if stats is not None else DecodeStats()
     if backend == "decord":
-        return _decode_decord(source, num_frames, max_frames_total, threads, stats)
+        return _decode_decord(source, sampling, max_frames_total, threads, stats)
     if backend not in VIDEO_BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; expected {' or '.join(map(repr, VIDEO_BACKENDS))}")
     try:
-        return decode_pyav(source, num_frames, max_frames_total, threads, strategy, stats)
+        return decode_pyav(source, sampling, max_frames_total, threads, strategy, stats)
     except av.FFmpegError as exc:
         raise MediaError(f"the video could not be decoded; it is corrupt or truncated ({exc})") from exc
 
@@ -102,7 +107,7 @@ def decode_video(
 def load_frames(
     source: Source,
     kind: str | None,
-    num_frames: int,
+    sampling: Sampling | int,
     backend: str = "pyav",
     *,
     max_frames_total: int | None = None,
@@ -118,14 +123,14 @@ def load_frames(
     if kind == "image":
         return decode_image(source)
     if kind == "video":
-        return decode_video(source, num_frames, backend, max_frames_total, threads=threads)
+        return decode_video(source, sampling, backend, max_frames_total, threads=threads)
     raise ValueError(f"unknown media kind {kind!r}; expected 'video', 'image' or None")
 
 
 # --- decord ---------------------------------------------------------------------------------------------
 
 
-def _decode_decord(source, num_frames, max_frames_total, threads, stats) -> np.ndarray:
+def _decode_decord(source, sampling: Sampling, max_frames_total, threads, stats) -> np.ndarray:
     try:
         import decord
         from decord._ffi.base import DECORDError
@@ -139,7 +144,10 @@ def _decode_decord(source, num_frames, max_frames_total, threads, stats) -> np.n
         total = stats.total_frames = len(reader)
         if max_frames_total is not None and total > max_frames_total:
             raise MediaTooLargeError(f"the video has {total} frames; the limit is {max_frames_total}")
-        wanted = sample_indices(total, num_frames)
+        times = reader.get_frame_timestamp(np.arange(total))[:, 0]
+        times = (times - times[0]).tolist()
+        stats.duration = duration_of(times, float(reader.get_avg_fps() or 0) or None)
+        wanted = plan_frames(times, sampling, stats.duration)
         frames = reader.get_batch(wanted).asnumpy()
     except (DECORDError, RuntimeError, AssertionError) as exc:  # decord asserts T > 0 on open
         raise MediaError(f"the video could not be decoded by decord ({exc})") from exc

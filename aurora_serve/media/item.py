@@ -10,6 +10,7 @@ options is written here, once.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,8 +32,49 @@ def check_ratio(value: Any, param: str = "token_kept_ratio") -> float:
 def check_frames(value: Any, max_frames: int, param: str = "num_frames") -> int:
     """A frame count as an int in ``[1, max_frames]`` (the one check of a frame count)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= max_frames:
-        raise InvalidRequestError(f"num_frames must be an integer in [1, {max_frames}], got {value!r}", param=param)
+        name = param.rsplit(".", 1)[-1]
+        raise InvalidRequestError(f"{name} must be an integer in [1, {max_frames}], got {value!r}", param=param)
     return value
+
+
+def check_seconds(value: Any, param: str, *, positive: bool = False) -> float:
+    """A finite number of seconds (or frames per second), ``>= 0`` (``> 0`` when ``positive``)."""
+    name = param.rsplit(".", 1)[-1]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (positive and value == 0):
+        raise InvalidRequestError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}",
+                                  param=param)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a video's frames are chosen (the rule: ``media.sampling``). Exactly one of ``num_frames`` / ``fps``
+    is set; ``max_frames`` caps an fps count; ``start`` / ``end`` are the window in seconds."""
+
+    num_frames: int | None = None
+    fps: float | None = None
+    max_frames: int | None = None
+    start: float | None = None
+    end: float | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Upstream's sampler exactly: a frame count, no window, no rate."""
+        return self.fps is None and self.start is None and self.end is None
+
+    @property
+    def most_frames(self) -> int:
+        """The most frames this can keep (the count, or the fps cap)."""
+        return self.num_frames if self.num_frames is not None else self.max_frames
+
+    def identity(self) -> str:
+        """What the sample depends on, for cache keys: same string, same frames."""
+        rule = f"n{self.num_frames}" if self.num_frames is not None else f"fps{self.fps!r}max{self.max_frames}"
+        return rule if self.start is None and self.end is None else f"{rule}@{self.start!r}-{self.end!r}"
+
+
+IMAGE_SAMPLING = Sampling(num_frames=1)
 
 
 @dataclass(frozen=True)
@@ -47,7 +89,7 @@ class MediaItem:
     kind: str | None
     data: bytes | str | None
     token_kept_ratio: float
-    num_frames: int  # frames asked for; 1 for an image
+    sampling: Sampling  # which frames; an image's is one frame
     media_id: str | None = None
     media_scope: str = ""
 
@@ -58,7 +100,7 @@ class MediaItem:
         from aurora_serve.media.image import sniff_kind
 
         kind = sniff_kind(data)
-        return replace(self, kind=kind, data=data, num_frames=1 if kind == "image" else self.num_frames)
+        return replace(self, kind=kind, data=data, sampling=IMAGE_SAMPLING if kind == "image" else self.sampling)
 
     def without_data(self) -> "MediaItem":
         return replace(self, data=None)
@@ -73,24 +115,43 @@ class MediaPolicy:
     max_frames: int = 64
 
     def item(self, kind: str | None, data: bytes | str | None = None, *, token_kept_ratio: Any = None,
-             num_frames: Any = None, media_id: Any = None, media_scope: str = "", param: str = "") -> MediaItem:
+             num_frames: Any = None, fps: Any = None, max_frames: Any = None, start: Any = None, end: Any = None,
+             media_id: Any = None, media_scope: str = "", param: str = "") -> MediaItem:
         """A checked item with defaults applied. ``param``: where the options sit in the request (for errors)."""
         at = f"{param}." if param else ""
         if kind not in (*KINDS, None):
             raise InvalidRequestError(f"unknown media kind {kind!r}; expected 'image' or 'video'", param=param or None)
         ratio = check_ratio(self.default_token_kept_ratio if token_kept_ratio is None else token_kept_ratio,
                             at + "token_kept_ratio")
-        frames = 1 if kind == "image" else check_frames(
-            self.default_num_frames if num_frames is None else num_frames, self.max_frames, at + "num_frames")
+        sampling = self.sampling(num_frames, fps, max_frames, start, end, at)
         if media_id is not None and (not isinstance(media_id, str) or not media_id):
             raise InvalidRequestError(f"media_id must be a non-empty string, got {media_id!r}", param=at + "media_id")
         if not isinstance(media_scope, str) or "/" in media_scope:
             raise InvalidRequestError("media_scope must be a string without '/'", param=at + "media_scope")
-        return MediaItem(kind, data, ratio, frames, media_id, media_scope)
+        return MediaItem(kind, data, ratio, IMAGE_SAMPLING if kind == "image" else sampling, media_id, media_scope)
+
+    def sampling(self, num_frames: Any, fps: Any, max_frames: Any, start: Any, end: Any, at: str = "") -> Sampling:
+        """The checked rule: ``num_frames`` wins over ``fps``; neither given → the default frame count."""
+        if fps is not None:
+            fps = check_seconds(fps, at + "fps", positive=True)
+        if max_frames is not None:
+            max_frames = check_frames(max_frames, self.max_frames, at + "max_frames")
+        if start is not None:
+            start = check_seconds(start, at + "start")
+        if end is not None:
+            end = check_seconds(end, at + "end", positive=True)
+            if end <= (start or 0.0):
+                raise InvalidRequestError(f"end ({end:g} s) must be after start ({start or 0:g} s)", param=at + "end")
+        if num_frames is None and fps is None:
+            num_frames = self.default_num_frames
+        if num_frames is not None:
+            return Sampling(num_frames=check_frames(num_frames, self.max_frames, at + "num_frames"), start=start, end=end)
+        return Sampling(fps=fps, max_frames=max_frames or self.max_frames, start=start, end=end)
 
     def parse(self, kind: str, value: Any) -> MediaItem:
         """An engine caller's item: a ``MediaItem``, bytes, a local path, a ``data:`` URL, or a dict
-        ``{"data"|"url": …, "token_kept_ratio": …, "num_frames": …, "media_id": …, "media_scope": …}``."""
+        ``{"data"|"url": …, "token_kept_ratio": …, "num_frames" | "fps" + "max_frames": …, "start": …, "end": …,
+        "media_id": …, "media_scope": …}``."""
         if isinstance(value, MediaItem):
             return value
         options: dict[str, Any] = {}
@@ -105,7 +166,7 @@ class MediaPolicy:
         return self.item(kind, None if value is None else local_source(value), **options)
 
 
-ITEM_OPTIONS = ("token_kept_ratio", "num_frames", "media_id", "media_scope")
+ITEM_OPTIONS = ("token_kept_ratio", "num_frames", "fps", "max_frames", "start", "end", "media_id", "media_scope")
 
 
 def local_source(source: Any) -> bytes | str:

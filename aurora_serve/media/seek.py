@@ -14,7 +14,7 @@ import av
 import numpy as np
 
 from aurora_serve.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
-from aurora_serve.media.sampling import sample_indices
+from aurora_serve.media.sampling import Sampling, duration_of, plan_frames
 from aurora_serve.media.source import Source, check_size, file_arg
 
 
@@ -31,7 +31,7 @@ class _PacketIndex:
     key_ordinals: list[int]
 
 
-def decode_pyav(source, num_frames, max_frames_total, threads, strategy, stats) -> np.ndarray:
+def decode_pyav(source, sampling: Sampling, max_frames_total, threads, strategy, stats) -> np.ndarray:
     with open_container(source) as container:
         stream = video_stream(container, threads)
         index = _index_packets(container, stream)
@@ -43,7 +43,9 @@ def decode_pyav(source, num_frames, max_frames_total, threads, strategy, stats) 
             raise MediaError("the video contains no video frames")
         if max_frames_total is not None and total > max_frames_total:
             raise MediaTooLargeError(f"the video has {total} frames; the limit is {max_frames_total}")
-        wanted = sample_indices(total, num_frames)
+        times = _frame_times(index, stream, total)
+        stats.duration = duration_of(times, _rate(stream))
+        wanted = plan_frames(times, sampling, stats.duration)
         frames = None
         if strategy == "seek" and index.pts is not None:
             stats.strategy = "seek"
@@ -64,6 +66,21 @@ def decode_pyav(source, num_frames, max_frames_total, threads, strategy, stats) 
 
 
 _LATE = object()  # _decode_forward's answer when the decoder is already past the target
+
+
+def _frame_times(index: _PacketIndex, stream, total: int) -> list[float]:
+    """Seconds from the first frame to each of the first ``total`` frames (presentation order): from the
+    packets' pts, or from the stream's frame rate where the packets have none (raw streams)."""
+    if index.pts is not None and stream.time_base is not None:
+        first, base = index.pts[0], stream.time_base
+        return [float((p - first) * base) for p in index.pts[:total]]
+    rate = _rate(stream) or 25.0  # a raw stream without a rate: FFmpeg's own guess is 25
+    return [i / rate for i in range(total)]
+
+
+def _rate(stream) -> float | None:
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else None
 
 
 def _decode_seeking(container, stream, index: _PacketIndex, wanted, stats) -> dict[int, np.ndarray] | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections import OrderedDict
 
 import av
 import PIL
@@ -40,6 +41,9 @@ from aurora_serve.model.auroracap import AuroraCapForConditionalGeneration
 from aurora_serve.model.media_cache import ProcessedMediaCache, media_digest
 from aurora_serve.model.prompt import expand_prompt
 from aurora_serve.model.spec import AuroraOverride, AuroraSpec
+
+
+FRAMES_REPORTS_KEPT = 4096
 
 
 def _pipeline(decode_backend: str) -> str:
@@ -62,6 +66,9 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
         self.decode_backend = runtime.decode_backend
         self.pipeline = _pipeline(self.decode_backend)
         self.media_cache = ProcessedMediaCache(runtime.media_cache_mb * 1024 * 1024)
+        # Frames each request's items actually got ({"image": [...], "video": [...]} by rid), for the front end's
+        # usage report: the processor runs in the engine's own process, so the engine reads it from here.
+        self.frames_sampled: OrderedDict[str, dict[str, list[int]]] = OrderedDict()
 
     async def process_mm_data_async(self, image_data, audio_data, input_text, request_obj, **kwargs):
         media = [_item(x, "image") for x in image_data or []]
@@ -86,17 +93,25 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
                 param="num_frames",
             )
         items = [self._sglang_item(m, key, p, off) for m, (key, p), off in zip(media, prepared, img_offsets + vid_offsets)]
+        self._report(getattr(request_obj, "rid", None), [(m.kind, p.shape[0]) for m, (_, p) in zip(media, prepared)])
         pid = self.spec.image_token_id
         return MultimodalProcessorOutput(mm_items=items, input_ids=ids, im_token_id=pid, video_token_id=pid)
 
     # --- helpers ------------------------------------------------------------------------------------
+    def _report(self, rid, frames: list[tuple[str, int]]) -> None:
+        if not isinstance(rid, str):
+            return
+        self.frames_sampled[rid] = {kind: [n for k, n in frames if k == kind] for kind in ("image", "video")}
+        while len(self.frames_sampled) > FRAMES_REPORTS_KEPT:  # requests whose reader went away
+            self.frames_sampled.popitem(last=False)
+
     def _encode(self, chunk: str, add_special_tokens: bool) -> list[int]:
         return self.text_tokenizer(chunk, add_special_tokens=add_special_tokens).input_ids
 
     def _key(self, m: MediaItem) -> str:
         """The media's identity: its bytes (or the caller's id) and everything that turns them into pixels."""
         media = f"id:{m.media_scope}/{m.media_id}" if m.media_id is not None else media_digest(m.data)
-        return f"{media}:{m.kind}:{m.num_frames}:{self.spec.vision.image_size}:{self.pipeline}"
+        return f"{media}:{m.kind}:{m.sampling.identity()}:{self.spec.vision.image_size}:{self.pipeline}"
 
     def _prepare(self, m: MediaItem) -> tuple[str, torch.Tensor]:
         """The media's identity and its ``[F, 3, S, S]`` float32 CLIP pixels (from the processed-media cache
@@ -106,12 +121,12 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
         if pixels is None and m.data is None:
             raise InvalidRequestError(
                 f"no cached {m.kind} has uuid {m.media_id!r}"
-                + (f" with num_frames={m.num_frames}" if m.kind == "video" else "")
+                + (" with the same frame sampling" if m.kind == "video" else "")
                 + " on this server (never sent, evicted, or sent to another replica); send the url with the uuid",
                 param="uuid", code="media_not_cached",
             )
         if pixels is None:
-            frames = load_frames(m.data, m.kind, m.num_frames, self.decode_backend)
+            frames = load_frames(m.data, m.kind, m.sampling, self.decode_backend)
             pixels = clip_preprocess(frames, size=self.spec.vision.image_size)
             self.media_cache.put(key, pixels)
         return key, pixels
@@ -125,7 +140,7 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
             "model": "auroracap",
             "kind": m.kind,
             "frames": int(pixels.shape[0]),
-            "requested_frames": m.num_frames,
+            "sampling": m.sampling.identity(),
             "tokens_per_frame": tokens_per_frame,
             "token_kept_ratio": m.token_kept_ratio,
             "image_size": self.spec.vision.image_size,

@@ -125,3 +125,18 @@ def test_engine_accepts_data_urls_and_rejects_bad_ones(engine, run):
     assert as_url["meta_info"]["video_tokens"] == 2 * tokens_per_frame(0.5)
     with pytest.raises(InvalidRequestError, match="base64"):
         run(engine.generate(video_req(engine, "data:video/mp4;base64,@@not-base64@@", 0.5)))
+
+
+def test_same_video_other_window_or_rate_never_reuses_the_visual_span(engine, run):
+    data = make_video(None, frames=48, seed=14)  # 2 s at 24 fps
+    base = {"data": data, "token_kept_ratio": 0.5}
+    first = GenerateRequest(prompt=sglang_prompt(engine, ["video"], PROMPT), sampling_params=greedy(2),
+                            videos=[{**base, "num_frames": 3, "start": 0.0, "end": 1.0}])
+    run(engine.generate(first))
+    assert engine.frames_sampled(first.rid) == {"image": [], "video": [3]}
+    for other in ({"num_frames": 3, "start": 1.0}, {"fps": 3.0, "max_frames": 3}, {"num_frames": 3}):
+        req = GenerateRequest(prompt=first.prompt, videos=[{**base, **other}], sampling_params=greedy(2))
+        out = run(engine.generate(req))
+        assert out["meta_info"]["video_tokens"] == 3 * tokens_per_frame(0.5)
+        assert out["meta_info"]["cached_tokens"] <= prefix_len(engine), other
+        assert engine.frames_sampled(req.rid) == {"image": [], "video": [3]}

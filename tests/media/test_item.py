@@ -8,16 +8,16 @@ import math
 import pytest
 
 from aurora_serve.errors import InvalidRequestError, MediaError
-from aurora_serve.media.item import MediaItem, MediaPolicy
+from aurora_serve.media.item import MediaItem, MediaPolicy, Sampling
 from tests.support.clips import make_image, make_video
 
 POLICY = MediaPolicy(default_token_kept_ratio=0.5, default_num_frames=6, max_frames=16)
 
 
 def test_defaults_are_applied_and_images_have_one_frame():
-    assert POLICY.item("video", b"x") == MediaItem("video", b"x", 0.5, 6)
-    assert POLICY.item("video", b"x", token_kept_ratio=1, num_frames=16) == MediaItem("video", b"x", 1.0, 16)
-    assert POLICY.item("image", b"x", num_frames=12).num_frames == 1
+    assert POLICY.item("video", b"x") == MediaItem("video", b"x", 0.5, Sampling(6))
+    assert POLICY.item("video", b"x", token_kept_ratio=1, num_frames=16) == MediaItem("video", b"x", 1.0, Sampling(16))
+    assert POLICY.item("image", b"x", num_frames=12, fps=2, start=3).sampling == Sampling(1)
 
 
 @pytest.mark.parametrize("options, param", [
@@ -25,6 +25,8 @@ def test_defaults_are_applied_and_images_have_one_frame():
     ({"token_kept_ratio": math.nan}, "p.token_kept_ratio"), ({"num_frames": 0}, "p.num_frames"),
     ({"num_frames": 17}, "p.num_frames"), ({"num_frames": 2.0}, "p.num_frames"), ({"num_frames": True}, "p.num_frames"),
     ({"media_id": ""}, "p.media_id"), ({"media_scope": "a/b"}, "p.media_scope"),
+    ({"fps": 0}, "p.fps"), ({"fps": math.inf}, "p.fps"), ({"fps": 1, "max_frames": 17}, "p.max_frames"),
+    ({"start": -1}, "p.start"), ({"start": 5, "end": 5}, "p.end"), ({"end": "10"}, "p.end"),
 ])
 def test_each_option_is_checked_and_the_error_names_it(options, param):
     with pytest.raises(InvalidRequestError) as info:
@@ -34,14 +36,14 @@ def test_each_option_is_checked_and_the_error_names_it(options, param):
 
 def test_engine_callers_dicts_bytes_paths_and_data_urls(tmp_path):
     clip = make_video(tmp_path / "c.mp4", frames=4)
-    assert POLICY.parse("video", clip) == MediaItem("video", clip, 0.5, 6)
+    assert POLICY.parse("video", clip) == MediaItem("video", clip, 0.5, Sampling(6))
     assert POLICY.parse("video", str(tmp_path / "c.mp4")).data == str(tmp_path / "c.mp4")
     assert POLICY.parse("video", "file://" + str(tmp_path / "c.mp4")).data == str(tmp_path / "c.mp4")
     url = "data:video/mp4;base64," + base64.b64encode(clip).decode()
-    assert POLICY.parse("video", {"url": url, "num_frames": 3}) == MediaItem("video", clip, 0.5, 3)
-    item = MediaItem("video", clip, 0.2, 2)
+    assert POLICY.parse("video", {"url": url, "num_frames": 3}) == MediaItem("video", clip, 0.5, Sampling(3))
+    item = MediaItem("video", clip, 0.2, Sampling(2))
     assert POLICY.parse("video", item) is item
-    assert POLICY.parse("video", {"media_id": "clip-1"}) == MediaItem("video", None, 0.5, 6, "clip-1")
+    assert POLICY.parse("video", {"media_id": "clip-1"}) == MediaItem("video", None, 0.5, Sampling(6), "clip-1")
 
 
 @pytest.mark.parametrize("value, error", [
@@ -59,5 +61,16 @@ def test_engine_callers_mistakes_are_refused(value, error):
 def test_an_open_kind_is_decided_by_the_bytes():
     image = POLICY.item(None, num_frames=4).with_data(make_image(None))
     video = POLICY.item(None, num_frames=4).with_data(make_video(None, frames=3))
-    assert (image.kind, image.num_frames) == ("image", 1) and (video.kind, video.num_frames) == ("video", 4)
+    assert (image.kind, image.sampling) == ("image", Sampling(1)) and (video.kind, video.sampling) == ("video", Sampling(4))
     assert video.without_data().data is None
+
+
+def test_sampling_rule_precedence_and_identity():
+    rate = POLICY.item("video", b"x", fps=2.0, start=1.5, end=9)
+    assert rate.sampling == Sampling(fps=2.0, max_frames=16, start=1.5, end=9.0)  # the cap defaults to the server's
+    assert POLICY.item("video", b"x", fps=2.0, max_frames=4).sampling.max_frames == 4
+    both = POLICY.item("video", b"x", num_frames=3, fps=30.0, max_frames=2)
+    assert both.sampling == Sampling(num_frames=3)  # num_frames wins; the rate and its cap are dropped
+    ids = {POLICY.item("video", b"x", **o).sampling.identity() for o in
+           ({}, {"num_frames": 6}, {"fps": 2.0}, {"fps": 2.0, "start": 1}, {"fps": 2.0, "end": 4}, {"start": 1})}
+    assert len(ids) == 5  # {} and num_frames=6 (the default) are the same sample; every other rule differs

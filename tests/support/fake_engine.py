@@ -39,6 +39,7 @@ class FakeEngine:
         self.tokenizer = FakeTokenizer()
         self.spec = AuroraSpec(vision=VisionConfig(), text_hidden_size=64, image_token_id=0)
         self.aborted: list[str] = []
+        self._frames: dict[str, dict[str, list[int]]] = {}
 
     async def generate(self, req: GenerateRequest) -> dict:
         last = None
@@ -48,7 +49,8 @@ class FakeEngine:
 
     async def stream(self, req: GenerateRequest):
         media = self.media_items("image", req.images) + self.media_items("video", req.videos)
-        visual = sum(m.num_frames * self.spec.vision.tokens_per_frame(m.token_kept_ratio) for m in media)
+        visual = sum(m.sampling.most_frames * self.spec.vision.tokens_per_frame(m.token_kept_ratio) for m in media)
+        self._frames[req.rid] = {k: [m.sampling.most_frames for m in media if m.kind == k] for k in ("image", "video")}
         if "raise-before" in req.prompt:
             raise MediaError("the video is corrupt")
         n = req.sampling_params.get("max_new_tokens") or 2
@@ -71,6 +73,9 @@ class FakeEngine:
 
     def media_items(self, kind, values):
         return [self.settings.media.parse(kind, v) for v in values]
+
+    def frames_sampled(self, rid: str):
+        return self._frames.pop(rid, None)
 
     def abort(self, rid: str) -> None:
         self.aborted.append(rid)
