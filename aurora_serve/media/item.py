@@ -68,6 +68,11 @@ class Sampling:
         """The most frames this can keep (the count, or the fps cap)."""
         return self.num_frames if self.num_frames is not None else self.max_frames
 
+    def describe(self) -> str:
+        """The rule as a request would write it (for messages)."""
+        names = ("num_frames", "start", "end") if self.num_frames is not None else ("fps", "max_frames", "start", "end")
+        return ", ".join(f"{n}={getattr(self, n):g}" for n in names if getattr(self, n) is not None)
+
     def identity(self) -> str:
         """What the sample depends on, for cache keys: same string, same frames."""
         rule = f"n{self.num_frames}" if self.num_frames is not None else f"fps{self.fps!r}max{self.max_frames}"

@@ -121,7 +121,7 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
         if pixels is None and m.data is None:
             raise InvalidRequestError(
                 f"no cached {m.kind} has uuid {m.media_id!r}"
-                + (" with the same frame sampling" if m.kind == "video" else "")
+                + (f" with {m.sampling.describe()}" if m.kind == "video" else "")
                 + " on this server (never sent, evicted, or sent to another replica); send the url with the uuid",
                 param="uuid", code="media_not_cached",
             )
