@@ -41,6 +41,12 @@ class ModelRuntime:
     merge_backend: str = "auto"  # token-merge kernel: "auto" (Triton on CUDA) | "triton" | "reference"
     decode_backend: str = "pyav"  # "pyav" | "decord"
     media_cache_mb: int = 512  # processed-media LRU: a repeated video skips decode + preprocessing (0: off)
+    # Decode budgets (media.budget). A 64-frame sample of a 30 fps video with key frames every 2 s decodes
+    # at most 64 × 60 = 3840 frames; 8192 leaves room for 4 s GOPs, and stops a one-key-frame file early.
+    max_decoded_frames: int = 8192  # per item
+    decode_timeout: float = 30.0  # seconds per item, from when its decode starts
+    max_frame_pixels: int = 40_000_000  # one frame or image: 4K and 8K video, 40 MP photos
+    max_request_pixels: int = 1_200_000_000  # a request's frames together: two 64-frame 4K videos
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ModelRuntime":
@@ -195,6 +201,12 @@ OPTIONS: list[tuple[str, Any, str]] = [
     ("max_frames", _positive(int), "largest num_frames a request may ask for"),
     ("media_cache_mb", _non_negative_int, "memory for decoded+preprocessed media, so a repeated video skips "
      "decoding (0: off)"),
+    ("max_decoded_frames", _positive(int), "frames the decoder may decode for one video (seeking to sampled frames "
+     "decodes from the key frame before each); over it: 413 decode_budget_exceeded"),
+    ("decode_timeout", _positive(float), "seconds one media item's decode may take; over it: 413 decode_timeout"),
+    ("max_frame_pixels", _positive(int), "pixels in one video frame or image; over it: 413 media_too_large"),
+    ("max_request_pixels", _positive(int), "pixels all of a request's sampled frames and images may decode to "
+     "(frames x width x height); over it: 413 pixel_budget_exceeded"),
     ("media_connect_timeout", _positive(float), "seconds to connect to a media host"),
     ("media_timeout", _positive(float), "seconds for a whole media download"),
     ("media_max_redirects", _non_negative_int, "redirects followed per media URL"),

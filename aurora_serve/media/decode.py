@@ -29,11 +29,14 @@ Deliberate differences from the reference reader:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import av
 import numpy as np
 
 from aurora_serve.errors import MediaError, MediaTooLargeError
 from aurora_serve.media import VIDEO_BACKENDS
+from aurora_serve.media.budget import DecodeBudget
 from aurora_serve.media.image import decode_image, sniff_kind
 from aurora_serve.media.sampling import DecodeStats, Sampling, duration_of, plan_frames, sample_indices  # noqa: F401
 from aurora_serve.media.seek import decode_pyav, open_container, video_stream
@@ -67,6 +70,8 @@ def decode_video(
     threads: int = DEFAULT_THREADS,
     strategy: str = "seek",
     stats: DecodeStats | None = None,
+    budget: DecodeBudget | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Decode the AuroraCap sample of a video: ``(F, H, W, 3)`` uint8 RGB (``F = min(T, num_frames)`` for a
     plain frame count).
@@ -81,6 +86,9 @@ def decode_video(
         strategy: ``"seek"`` (default) or ``"sequential"`` (the reference reader's way: decode from frame 0
             up to the last sampled frame; same T, same frames; for benchmarks and as the fallback).
         stats: filled in with what was done, if given.
+        budget: what the decode may spend (frames decoded, seconds, pixels, cancellation); none: unbounded.
+        transform: applied to each sampled ``(H, W, 3)`` frame as soon as it is decoded (e.g. ``clip_crop``):
+            the result stacks those instead, and no more than one full-size frame is held at a time.
 
     Raises:
         UnsupportedMediaError: not a video container, or no video stream.
@@ -94,12 +102,14 @@ def decode_video(
     if strategy not in ("seek", "sequential"):
         raise ValueError(f"unknown strategy {strategy!r}; expected 'seek' or 'sequential'")
     stats = stats if stats is not None else DecodeStats()
+    budget = budget if budget is not None else DecodeBudget()
+    transform = transform or _identity
     if backend == "decord":
-        return _decode_decord(source, sampling, max_frames_total, threads, stats)
+        return _decode_decord(source, sampling, max_frames_total, threads, stats, budget, transform)
     if backend not in VIDEO_BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; expected {' or '.join(map(repr, VIDEO_BACKENDS))}")
     try:
-        return decode_pyav(source, sampling, max_frames_total, threads, strategy, stats)
+        return decode_pyav(source, sampling, max_frames_total, threads, strategy, stats, budget, transform)
     except av.FFmpegError as exc:
         raise MediaError(f"the video could not be decoded; it is corrupt or truncated ({exc})") from exc
 
@@ -112,8 +122,10 @@ def load_frames(
     *,
     max_frames_total: int | None = None,
     threads: int = DEFAULT_THREADS,
+    budget: DecodeBudget | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Frames for one media item: ``(F, H, W, 3)`` uint8 RGB (F = 1 for an image).
+    """Frames for one media item: ``(F, H, W, 3)`` uint8 RGB (F = 1 for an image), or ``transform`` of each.
 
     ``kind`` is ``"video"``, ``"image"`` or None; None detects the kind from the content (an image if
     Pillow recognises the header, otherwise a video), never from a file name. The keyword arguments
@@ -121,24 +133,30 @@ def load_frames(
     """
     kind = kind or sniff_kind(source)
     if kind == "image":
-        return decode_image(source)
+        return decode_image(source, budget=budget, transform=transform)
     if kind == "video":
-        return decode_video(source, sampling, backend, max_frames_total, threads=threads)
+        return decode_video(source, sampling, backend, max_frames_total, threads=threads, budget=budget,
+                            transform=transform)
     raise ValueError(f"unknown media kind {kind!r}; expected 'video', 'image' or None")
 
 
 # --- decord ---------------------------------------------------------------------------------------------
 
 
-def _decode_decord(source, sampling: Sampling, max_frames_total, threads, stats) -> np.ndarray:
+def _identity(frame: np.ndarray) -> np.ndarray:
+    return frame
+
+
+def _decode_decord(source, sampling: Sampling, max_frames_total, threads, stats, budget, transform) -> np.ndarray:
     try:
         import decord
         from decord._ffi.base import DECORDError
     except ImportError as exc:
         raise ImportError("backend='decord' needs decord: pip install 'aurora-serve[decord]'") from exc
     stats.strategy = "decord"
-    with open_container(source) as container:  # same errors and size limits as PyAV, before decoding
-        video_stream(container, threads)
+    with open_container(source) as container:  # same allow-list, errors and size limits as PyAV, before decoding
+        stream = video_stream(container, threads, budget)
+        width, height = stream.codec_context.width, stream.codec_context.height
     try:
         reader = decord.VideoReader(file_arg(source), ctx=decord.cpu(0), num_threads=max(1, threads))
         total = stats.total_frames = len(reader)
@@ -148,8 +166,12 @@ def _decode_decord(source, sampling: Sampling, max_frames_total, threads, stats)
         times = (times - times[0]).tolist()
         stats.duration = duration_of(times, float(reader.get_avg_fps() or 0) or None)
         wanted = plan_frames(times, sampling, stats.duration)
-        frames = reader.get_batch(wanted).asnumpy()
+        budget.claim_pixels(len(wanted) * width * height)
+        frames = []
+        for i in wanted:  # one at a time: decord decodes inside each call, the budget is checked between them
+            budget.spend()
+            frames.append(transform(reader[i].asnumpy()))
     except (DECORDError, RuntimeError, AssertionError) as exc:  # decord asserts T > 0 on open
         raise MediaError(f"the video could not be decoded by decord ({exc})") from exc
-    return frames  # stats.frames_decoded stays 0: decord does not say how many frames it decoded
+    return np.stack(frames)  # stats.frames_decoded stays 0: decord does not say how many frames it decoded
 

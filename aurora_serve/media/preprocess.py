@@ -33,13 +33,46 @@ def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
     return size, int(size * width / height)
 
 
+def clip_crop(frame: np.ndarray | Image.Image, size: int = 378) -> np.ndarray:
+    """One frame's resize + center crop: ``(S, S, 3)`` uint8, the pixels the model normalises.
+
+    Takes the decoder's ``(H, W, 3)`` uint8 RGB or a Pillow RGB image (an image is resized as it is, without
+    a full-resolution copy). Pillow resizes the whole frame (its bicubic filter reads beyond the crop window),
+    then the crop is taken."""
+    image = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
+    width, height = image.size
+    new_h, new_w = resized_size(height, width, size)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return np.asarray(image.resize((new_w, new_h), resample=Image.Resampling.BICUBIC))[top : top + size, left : left + size]
+
+
+def normalisation_table(mean=CLIP_MEAN, std=CLIP_STD) -> np.ndarray:
+    """``(3, 256)`` float32: the normalised value of every uint8 level per channel.
+
+    A uint8 pixel has 256 values, so the per-channel arithmetic is a table, computed with the same operations
+    as transformers' rescale + normalise (float64 scale, float32 cast, float32 subtract and divide): looking
+    a level up gives bit-identical output, about 6x cheaper than the arithmetic on every pixel, and the same
+    table on the model's device normalises there (``model.vision.normalise``)."""
+    levels = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
+    return (levels[None, :] - np.asarray(mean, dtype=np.float32)[:, None]) / np.asarray(std, dtype=np.float32)[:, None]
+
+
+def normalise(crops: np.ndarray, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
+    """``(F, S, S, 3)`` uint8 crops → ``(F, 3, S, S)`` float32 CLIP pixel values."""
+    table = normalisation_table(mean, std)
+    out = np.empty((crops.shape[0], 3, *crops.shape[1:3]), dtype=np.float32)
+    for c in range(3):
+        np.take(table[c], crops[..., c], out=out[:, c], mode="clip")  # uint8 indices: "clip" never clips
+    return torch.from_numpy(out)
+
+
 def clip_preprocess(
     frames: np.ndarray,
     size: int = 378,
     mean: tuple[float, float, float] = CLIP_MEAN,
     std: tuple[float, float, float] = CLIP_STD,
 ) -> torch.Tensor:
-    """CLIP pixel values for a stack of frames.
+    """CLIP pixel values for a stack of frames: ``clip_crop`` each, then ``normalise``.
 
     Args:
         frames: ``(F, H, W, 3)`` uint8 RGB (``decode_video`` / ``decode_image`` output).
@@ -52,22 +85,7 @@ def clip_preprocess(
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    if frames.shape[0] == 0:
-        return torch.empty((0, 3, size, size), dtype=torch.float32)
-    height, width = frames.shape[1:3]
-    new_h, new_w = resized_size(height, width, size)
-    top, left = (new_h - size) // 2, (new_w - size) // 2
     crops = np.empty((frames.shape[0], size, size, 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
-        # Pillow resizes the whole frame (its bicubic filter reads beyond the crop window), then we crop.
-        resized = Image.fromarray(frame).resize((new_w, new_h), resample=Image.Resampling.BICUBIC)
-        crops[i] = np.asarray(resized)[top : top + size, left : left + size]
-    # A uint8 pixel has 256 values, so the per-channel arithmetic is a 3 x 256 table, computed with the same
-    # operations as transformers' rescale + normalise (float64 scale, float32 cast, float32 subtract and
-    # divide): bit-identical output, about 6x cheaper than doing that arithmetic on every pixel.
-    levels = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
-    table = (levels[None, :] - np.asarray(mean, dtype=np.float32)[:, None]) / np.asarray(std, dtype=np.float32)[:, None]
-    out = np.empty((frames.shape[0], 3, size, size), dtype=np.float32)
-    for c in range(3):
-        np.take(table[c], crops[..., c], out=out[:, c], mode="clip")  # uint8 indices: "clip" never clips
-    return torch.from_numpy(out)
+        crops[i] = clip_crop(frame, size)
+    return normalise(crops, mean, std)

@@ -2,20 +2,31 @@
 
 ``decode_pyav`` is the PyAV backend of ``decode.decode_video`` (the strategy and its costs are described
 there); ``open_container`` and ``video_stream`` also give the decord backend PyAV's errors and size checks.
+Every loop here spends from the item's ``DecodeBudget`` (packets fed to the decoder, a deadline, the
+request's cancellation), and each sampled frame goes through ``transform`` as soon as it is decoded, so at
+most one full-resolution frame is held at a time.
 Legend: T frames in the video; ordinal: a frame's index in presentation order.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+import contextlib
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Callable
 
 import av
 import numpy as np
 
 from aurora_serve.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
-from aurora_serve.media.sampling import Sampling, duration_of, plan_frames
-from aurora_serve.media.source import Source, check_size, file_arg
+from aurora_serve.media.budget import DecodeBudget
+from aurora_serve.media.containers import NAMES, demuxer_for, file_size
+from aurora_serve.media.sampling import DecodeStats, Sampling, duration_of, plan_frames
+from aurora_serve.media.source import Source, check_size
+
+_INDEX_CHECK_EVERY = 256  # packets demuxed between budget checks while indexing
 
 
 @dataclass(frozen=True)
@@ -31,10 +42,28 @@ class _PacketIndex:
     key_ordinals: list[int]
 
 
-def decode_pyav(source, sampling: Sampling, max_frames_total, threads, strategy, stats) -> np.ndarray:
+@dataclass
+class _Work:
+    """One decode's bookkeeping: what it did, what it may still do, and what becomes of each sampled frame."""
+
+    stats: DecodeStats
+    budget: DecodeBudget
+    transform: Callable[[np.ndarray], np.ndarray]
+    shapes: set = field(default_factory=set)
+
+    def keep(self, frame) -> np.ndarray:
+        check_size(frame.width, frame.height, what="the video", max_pixels=self.budget.max_frame_pixels)
+        rgb = _to_rgb(frame)
+        self.shapes.add(rgb.shape)
+        return self.transform(rgb)
+
+
+def decode_pyav(source, sampling: Sampling, max_frames_total, threads, strategy, stats, budget: DecodeBudget,
+                transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    work = _Work(stats, budget, transform)
     with open_container(source) as container:
-        stream = video_stream(container, threads)
-        index = _index_packets(container, stream)
+        stream = video_stream(container, threads, budget)
+        index = _index_packets(container, stream, budget)
         # Metadata wins (the reference's T) unless it is missing or claims frames the file lacks
         # (truncated, or frames an edit list hides).
         total = stream.frames if 0 < stream.frames <= index.count else index.count
@@ -46,22 +75,23 @@ def decode_pyav(source, sampling: Sampling, max_frames_total, threads, strategy,
         times = _frame_times(index, stream, total)
         stats.duration = duration_of(times, _rate(stream))
         wanted = plan_frames(times, sampling, stats.duration)
+        budget.claim_pixels(len(wanted) * stream.codec_context.width * stream.codec_context.height)
         frames = None
         if strategy == "seek" and index.pts is not None:
             stats.strategy = "seek"
-            frames = _decode_seeking(container, stream, index, wanted, stats)
+            frames = _decode_seeking(container, stream, index, wanted, work)
     if frames is None:  # asked for, or the container did not seek as its index said
         stats.strategy = "sequential"
+        work.shapes.clear()
         with open_container(source) as container:
-            frames = _decode_sequential(container, video_stream(container, threads), wanted, stats)
+            frames = _decode_sequential(container, video_stream(container, threads, budget), wanted, work)
     missing = [i for i in wanted if i not in frames]
     if missing:
         raise MediaError(
             f"the video is truncated or corrupt: frame {missing[0]} of {total} could not be decoded"
         )
-    shapes = {frames[i].shape for i in wanted}
-    if len(shapes) > 1:
-        raise UnsupportedMediaError(f"the video changes resolution mid-stream ({sorted(shapes)})")
+    if len(work.shapes) > 1:
+        raise UnsupportedMediaError(f"the video changes resolution mid-stream ({sorted(work.shapes)})")
     return np.stack([frames[i] for i in wanted])
 
 
@@ -83,7 +113,7 @@ def _rate(stream) -> float | None:
     return float(rate) if rate else None
 
 
-def _decode_seeking(container, stream, index: _PacketIndex, wanted, stats) -> dict[int, np.ndarray] | None:
+def _decode_seeking(container, stream, index: _PacketIndex, wanted, work: _Work) -> dict[int, np.ndarray] | None:
     """Sampled frames by seeking; None when the container lands somewhere its index did not predict."""
     ordinal_of = {pts: i for i, pts in enumerate(index.pts)}
     keep_pts = frozenset(index.pts[i] for i in wanted)
@@ -99,7 +129,7 @@ def _decode_seeking(container, stream, index: _PacketIndex, wanted, stats) -> di
         # Decode on when the target's key frame is not past the frame the decoder produces next: seeking
         # back to it would decode the same frames again.
         if frames is not None and key_ordinals[k] <= last + 1:
-            got, last = _decode_forward(frames, target, ordinal_of, last, stats)
+            got, last = _decode_forward(frames, target, ordinal_of, last, work)
         # Seek to the target's own pts first. FFmpeg's mov demuxer shifts a seek target by one global
         # pts-dts offset onto its dts-keyed index, so with variable frame rate a key frame's own pts can
         # land a whole GOP early, while the target's pts lands on its key frame; pts-indexed containers
@@ -109,9 +139,9 @@ def _decode_seeking(container, stream, index: _PacketIndex, wanted, stats) -> di
             if got is not _LATE:
                 break
             container.seek(timestamp, backward=True, any_frame=False, stream=stream)
-            stats.seeks += 1
-            frames = _decoded_frames(container, stream, keep_pts)
-            got, last = _decode_forward(frames, target, ordinal_of, -1, stats)
+            work.stats.seeks += 1
+            frames = _decoded_frames(container, stream, work.budget, keep_pts)
+            got, last = _decode_forward(frames, target, ordinal_of, -1, work)
         if got is _LATE:
             return None
         if got is None:
@@ -120,35 +150,35 @@ def _decode_seeking(container, stream, index: _PacketIndex, wanted, stats) -> di
     return out
 
 
-def _decode_forward(frames, target: int, ordinal_of: dict, last: int, stats):
-    """Decode up to the frame at ordinal ``target``; returns ``(rgb (H, W, 3) | None | _LATE, last ordinal)``.
+def _decode_forward(frames, target: int, ordinal_of: dict, last: int, work: _Work):
+    """Decode up to the frame at ordinal ``target``; returns ``(kept frame | None | _LATE, last ordinal)``.
 
     None: the decoder ran dry first. _LATE: a frame after the target, or one with an unknown pts, came first.
     """
     for frame in frames:
-        stats.frames_decoded += 1
+        work.stats.frames_decoded += 1
         ordinal = ordinal_of.get(frame.pts)
         if ordinal is None or ordinal > target:
             return _LATE, last
         last = ordinal
         if ordinal == target:
-            return _to_rgb(frame), last
+            return work.keep(frame), last
     return None, last
 
 
-def _decode_sequential(container, stream, wanted, stats) -> dict[int, np.ndarray]:
+def _decode_sequential(container, stream, wanted, work: _Work) -> dict[int, np.ndarray]:
     """The reference reader: decode from frame 0, keep the sampled ordinals, stop after the last one."""
     keep, out = set(wanted), {}
-    for ordinal, frame in enumerate(_decoded_frames(container, stream)):
-        stats.frames_decoded += 1
+    for ordinal, frame in enumerate(_decoded_frames(container, stream, work.budget)):
+        work.stats.frames_decoded += 1
         if ordinal in keep:
-            out[ordinal] = _to_rgb(frame)
+            out[ordinal] = work.keep(frame)
         if ordinal >= wanted[-1]:
             break
     return out
 
 
-def _decoded_frames(container, stream, keep_pts: frozenset | None = None):
+def _decoded_frames(container, stream, budget: DecodeBudget, keep_pts: frozenset | None = None):
     """``container.decode(stream)``, minus work whose frames nobody looks at.
 
     Packets the demuxer marks corrupt are not fed (a truncated file's cut-off last packet would otherwise
@@ -161,6 +191,7 @@ def _decoded_frames(container, stream, keep_pts: frozenset | None = None):
     for packet in container.demux(stream):
         if packet.size and packet.is_corrupt:
             continue
+        budget.spend()  # before the decoder works on it: over budget, it never does
         if keep_pts is not None:
             skip = "DEFAULT" if packet.pts in keep_pts else "NONREF"
             if context.skip_frame != skip:
@@ -168,12 +199,14 @@ def _decoded_frames(container, stream, keep_pts: frozenset | None = None):
         yield from packet.decode()
 
 
-def _index_packets(container, stream) -> _PacketIndex:
+def _index_packets(container, stream, budget: DecodeBudget) -> _PacketIndex:
     """Demux (no decoding) the video stream: frame count, pts of each output frame, key frames."""
     pts, key_pts, count = [], [], 0
     leading_key = False  # a key frame before the edit list's start (a stream-copy cut): it starts frame 0
     # A truncated file simply ends early here; a demuxer error mid-file propagates (→ MediaError).
-    for packet in container.demux(stream):
+    for n, packet in enumerate(container.demux(stream)):
+        if n % _INDEX_CHECK_EVERY == 0:
+            budget.check()
         if packet.size == 0 or packet.is_corrupt:  # the end-of-stream packet; see _decoded_frames
             continue
         if packet.is_discard:  # decoded as a reference, never output: not a frame of the video
@@ -191,17 +224,34 @@ def _index_packets(container, stream) -> _PacketIndex:
     return _PacketIndex(count, ordered, sorted(key_ordinals))
 
 
+@contextlib.contextmanager
 def open_container(source: Source):
-    try:
-        return av.open(file_arg(source), mode="r", metadata_errors="ignore")
-    except av.FFmpegError as exc:
-        kind = _container_kind(source)
-        if kind:
-            raise MediaError(f"the {kind} file could not be read; it is truncated or corrupt ({exc})") from exc
-        raise UnsupportedMediaError(f"the data is not a video or image format this server reads ({exc})") from exc
+    """The video's container, opened with the demuxer its first bytes name (``containers``: an allow-list).
+
+    FFmpeg reads through a Python file object in every case, so no FFmpeg protocol is ever involved."""
+    with _file(source) as f:
+        name = demuxer_for(f, file_size(f))
+        try:
+            container = av.open(f, mode="r", format=name, metadata_errors="ignore")
+        except av.FFmpegError as exc:
+            raise MediaError(f"the {NAMES[name]} file could not be read; it is truncated or corrupt ({exc})") from exc
+        with container:
+            yield container
 
 
-def video_stream(container, threads: int):
+@contextlib.contextmanager
+def _file(source: Source):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(source)
+        return
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+        raise MediaError(f"media file not found: {path}")
+    with open(path, "rb") as f:
+        yield f
+
+
+def video_stream(container, threads: int, budget: DecodeBudget | None = None):
     """The first real video stream (cover art in audio files does not count), set up for decoding."""
     for stream in container.streams.video:
         if not stream.disposition & av.stream.Disposition.attached_pic:
@@ -210,7 +260,8 @@ def video_stream(container, threads: int):
         raise UnsupportedMediaError("the file has no video stream")
     if stream.codec_context is None:  # PyAV found no decoder for the stream's codec
         raise UnsupportedMediaError("the video's codec is not one this server can decode")
-    check_size(stream.codec_context.width, stream.codec_context.height, what="the video")
+    check_size(stream.codec_context.width, stream.codec_context.height, what="the video",
+               max_pixels=budget.max_frame_pixels if budget else None)
     stream.thread_type = "AUTO"
     stream.codec_context.thread_count = max(1, threads)
     return stream
@@ -218,23 +269,6 @@ def video_stream(container, threads: int):
 
 def _to_rgb(frame) -> np.ndarray:
     """One decoded frame → ``(H, W, 3)`` uint8 RGB, upright (display-matrix rotation applied)."""
-    check_size(frame.width, frame.height, what="the video")
     rgb = frame.to_ndarray(format="rgb24")  # the reference reader's conversion, for identical pixels
     turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise quarter turns
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
-
-
-def _container_kind(source: Source) -> str | None:
-    """A name for a container recognised by its magic bytes, to tell 'truncated' from 'not a video'."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        head = bytes(source[:12])
-    else:
-        with open(source, "rb") as f:
-            head = f.read(12)
-    if head[4:8] == b"ftyp":
-        return "MP4/MOV"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "Matroska/WebM"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "AVI"
-    return None

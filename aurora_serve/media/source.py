@@ -1,7 +1,7 @@
 """What every decoder shares about its input: the source type, opening it, and the size limits.
 
-A source is the file's bytes or a path to it. The limits apply per image and per video frame, and are read
-at call time, so tests can lower them by patching this module.
+A source is the file's bytes or a path to it. The limits apply per image and per video frame: ``MAX_SIDE``
+always, and a pixel count (``MAX_PIXELS`` unless the request's budget sets its own, ``--max-frame-pixels``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ def file_arg(source: Source):
     raise TypeError(f"media source must be bytes or a path, got {type(source).__name__}")
 
 
-def check_size(width: int, height: int, *, what: str) -> None:
-    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+def check_size(width: int, height: int, *, what: str, max_pixels: int | None = None) -> None:
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > max_pixels:
         raise MediaTooLargeError(
             f"{what} is {width}x{height}; the limits are {MAX_SIDE} px per side and "
-            f"{MAX_PIXELS // 1_000_000} Mpx"
+            f"{max_pixels / 1_000_000:g} Mpx per frame"
         )

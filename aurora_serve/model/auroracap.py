@@ -28,7 +28,7 @@ from sglang.srt.utils import add_prefix
 from aurora_serve.ckpt.layout import iter_safetensors
 from aurora_serve.model.spec import AuroraOverride, AuroraSpec
 from aurora_serve.model.token_count import merge_r
-from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower
+from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower, normalise_crops
 from aurora_serve.model.weights import check_keys, expected_llm_keys, map_key
 
 logger = logging.getLogger(__name__)
@@ -87,11 +87,11 @@ class AuroraCapForConditionalGeneration(nn.Module):
         outputs: list[torch.Tensor | None] = [None] * len(items)
         for r in sorted(set(rs)):
             idx = [i for i, ri in enumerate(rs) if ri == r]
-            pixels = torch.cat([frames_per_item[i] for i in idx]).to(param.device, param.dtype)
+            crops = torch.cat([frames_per_item[i] for i in idx]).to(param.device)  # uint8 across the bus
             feats = torch.cat(
                 [
-                    self.projector(self.vision_tower(chunk, r, self.merge_backend))
-                    for chunk in pixels.split(MAX_FRAMES_PER_VISION_FORWARD)
+                    self.projector(self.vision_tower(normalise_crops(chunk).to(param.dtype), r, self.merge_backend))
+                    for chunk in crops.split(MAX_FRAMES_PER_VISION_FORWARD)
                 ]
             )
             for i, part in zip(idx, feats.split([frames_per_item[i].shape[0] for i in idx])):

@@ -1,7 +1,10 @@
 """AuroraCap's SGLang multimodal processor: media items → frames → CLIP pixels → expanded prompt ids + items.
 
 Each item arrives as a ``MediaItem`` (built by the front end or the engine seam, options checked and defaults
-applied). Here it is decoded off the event loop (SGLang's IO thread pool), the prompt is expanded with exactly
+applied). Here it is decoded off the event loop (SGLang's IO thread pool) under the request's budgets
+(``media.budget``: frames decoded, seconds, pixels; a dropped request stops its decodes at their next packet),
+each sampled frame resized and cropped as soon as it is decoded, and handed to the scheduler as uint8 crops
+(the model normalises them on its device: a quarter of float32's bytes). The prompt is expanded with exactly
 ``frames × tokens_per_frame(ρ)`` placeholders, and ρ, the frame count and the geometry are folded into the
 item hash, so the radix cache and SGLang's embedding cache never reuse a span across ratios. The SGLang item
 carries the ``MediaItem`` (bytes dropped) to the model as one attribute, ``aurora_media``.
@@ -34,9 +37,10 @@ from sglang.srt.multimodal.cache import resolve_multimodal_item_hash
 from sglang.srt.multimodal.processors.base_processor import BaseMultimodalProcessor
 
 from aurora_serve.errors import InvalidRequestError
+from aurora_serve.media.budget import DecodeBudget, RequestBudget
 from aurora_serve.media.decode import load_frames
 from aurora_serve.media.item import MediaItem
-from aurora_serve.media.preprocess import clip_preprocess
+from aurora_serve.media.preprocess import clip_crop
 from aurora_serve.model.auroracap import AuroraCapForConditionalGeneration
 from aurora_serve.model.media_cache import ProcessedMediaCache, media_digest
 from aurora_serve.model.prompt import expand_prompt
@@ -61,7 +65,7 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
     def __init__(self, hf_config, server_args, _processor, *args, **kwargs):
         super().__init__(hf_config, server_args, _processor, *args, **kwargs)
         self.spec = AuroraSpec.from_hf_config(hf_config)
-        runtime = AuroraOverride.of(hf_config).runtime
+        self.runtime = runtime = AuroraOverride.of(hf_config).runtime
         self.text_tokenizer = getattr(_processor, "tokenizer", _processor)
         self.decode_backend = runtime.decode_backend
         self.pipeline = _pipeline(self.decode_backend)
@@ -79,8 +83,7 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
             raise InvalidRequestError("AuroraCap takes images and videos, not audio", param="audio_data")
         if not isinstance(input_text, str):
             raise InvalidRequestError("multimodal requests need a text prompt (not input_ids)", param="prompt")
-        loop = asyncio.get_running_loop()
-        prepared = await asyncio.gather(*(loop.run_in_executor(self.io_executor, self._prepare, m) for m in media))
+        prepared = await self._prepare_all(media)
         spans = [(p.shape[0], self.spec.vision.tokens_per_frame(m.token_kept_ratio)) for m, (_, p) in zip(media, prepared)]
         n_images = len(image_data or [])
         ids, img_offsets, vid_offsets = expand_prompt(input_text, spans[:n_images], spans[n_images:], self._encode,
@@ -113,9 +116,23 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
         media = f"id:{m.media_scope}/{m.media_id}" if m.media_id is not None else media_digest(m.data)
         return f"{media}:{m.kind}:{m.sampling.identity()}:{self.spec.vision.image_size}:{self.pipeline}"
 
-    def _prepare(self, m: MediaItem) -> tuple[str, torch.Tensor]:
-        """The media's identity and its ``[F, 3, S, S]`` float32 CLIP pixels (from the processed-media cache
-        or decoded now)."""
+    async def _prepare_all(self, media: list[MediaItem]) -> list[tuple[str, torch.Tensor]]:
+        """Every item's identity and crops, decoded concurrently on the IO pool. When the request is dropped or
+        one item fails, the others' decodes are told to stop (they check at every packet)."""
+        loop = asyncio.get_running_loop()
+        request = RequestBudget(self.runtime.max_request_pixels, self.runtime.max_frame_pixels)
+        futures = [loop.run_in_executor(self.io_executor, self._prepare, m, request) for m in media]
+        try:
+            return await asyncio.gather(*futures)
+        except BaseException:
+            request.cancelled.set()
+            for future in futures:  # their DecodeCancelled is expected: nobody needs to hear of it
+                future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise
+
+    def _prepare(self, m: MediaItem, request: RequestBudget) -> tuple[str, torch.Tensor]:
+        """The media's identity and its ``[F, S, S, 3]`` uint8 crops (from the processed-media cache or decoded
+        now, under ``request``'s budgets)."""
         key = self._key(m)
         pixels = self.media_cache.get(key)
         if pixels is None and m.data is None:
@@ -126,8 +143,11 @@ class AuroraCapProcessor(BaseMultimodalProcessor):
                 param="uuid", code="media_not_cached",
             )
         if pixels is None:
-            frames = load_frames(m.data, m.kind, m.sampling, self.decode_backend)
-            pixels = clip_preprocess(frames, size=self.spec.vision.image_size)
+            size = self.spec.vision.image_size
+            budget = DecodeBudget(self.runtime.max_decoded_frames, self.runtime.decode_timeout, request)
+            crops = load_frames(m.data, m.kind, m.sampling, self.decode_backend, budget=budget,
+                                transform=lambda frame: clip_crop(frame, size))
+            pixels = torch.from_numpy(crops)
             self.media_cache.put(key, pixels)
         return key, pixels
 

@@ -17,7 +17,19 @@ import torch.nn.functional as F_
 from torch import nn
 
 from aurora_serve.kernels.dispatch import merge_step
+from aurora_serve.media.preprocess import normalisation_table
 from aurora_serve.model.spec import VisionConfig
+
+
+def normalise_crops(crops: torch.Tensor) -> torch.Tensor:
+    """``[F, S, S, 3]`` uint8 crops → ``[F, 3, S, S]`` float32 CLIP pixel values, on the crops' device.
+
+    The same per-level table as the CPU path (``media.preprocess.normalise``): looking levels up gives the
+    same float32 values bit for bit, wherever it runs. The 3 × 256 table is rebuilt per call (microseconds)
+    rather than cached, so nothing here holds state."""
+    table = torch.from_numpy(normalisation_table()).to(crops.device)
+    index = crops.long()
+    return torch.stack([table[c][index[..., c]] for c in range(3)], dim=1)
 
 
 class VisionEmbeddings(nn.Module):

@@ -71,8 +71,8 @@ def test_raw_h264_without_timestamps_falls_back_to_sequential():
 def test_container_that_lands_off_index_falls_back_to_sequential(monkeypatch, clip):
     real = seek_mod._index_packets
 
-    def shifted(container, stream):  # an index whose pts match no decoded frame
-        index = real(container, stream)
+    def shifted(container, stream, budget):  # an index whose pts match no decoded frame
+        index = real(container, stream, budget)
         return seek_mod._PacketIndex(index.count, [p + 1 for p in index.pts], index.key_ordinals)
 
     monkeypatch.setattr(seek_mod, "_index_packets", shifted)  # looked up by seek.decode_pyav

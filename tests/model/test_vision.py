@@ -52,3 +52,20 @@ def test_frames_merge_independently():
         together = tower(pixels, merge_r(0.2), merge_backend="reference")
         alone = torch.cat([tower(pixels[i : i + 1], merge_r(0.2), merge_backend="reference") for i in range(3)])
     torch.testing.assert_close(together, alone, rtol=1e-10, atol=1e-10)
+
+
+def test_normalising_crops_on_the_model_side_is_bit_identical_to_the_cpu_path():
+    """The processor hands over uint8 crops; the model normalises them. Same float32 values as
+    ``clip_preprocess`` bit for bit, and within float32 rounding of a float64 computation."""
+    import numpy as np
+
+    from aurora_serve.media.preprocess import CLIP_MEAN, CLIP_STD, normalise
+    from aurora_serve.model.vision import normalise_crops
+
+    crops = np.random.default_rng(0).integers(0, 256, (3, 14, 14, 3), dtype=np.uint8)
+    got = normalise_crops(torch.from_numpy(crops))
+    assert got.dtype == torch.float32 and got.shape == (3, 3, 14, 14)
+    assert torch.equal(got, normalise(crops))
+    exact = (torch.from_numpy(crops).double().permute(0, 3, 1, 2) / 255 - torch.tensor(CLIP_MEAN, dtype=torch.float64)
+             [None, :, None, None]) / torch.tensor(CLIP_STD, dtype=torch.float64)[None, :, None, None]
+    assert (got.double() - exact).abs().max() < 1e-6  # float32 rounding of values within ±2.2
