@@ -85,7 +85,7 @@ def corpus(valid_mp4: bytes) -> dict[str, Hostile]:
     return {
         "one key frame, 20k P-frames": Hostile(one_key_frame(), "video_url", 413, "decode_budget_exceeded",
                                                {"num_frames": 8}),
-        "64 frames of 4K": Hostile(uhd_frames(), "video_url", 200, None, {"num_frames": 64}),
+        "64 frames of 4K": Hostile(uhd_frames(), "video_url", 200, None, {"num_frames": 64, "token_kept_ratio": 0.1}),
         "20M samples claimed": Hostile(claims_many_samples(valid_mp4), "video_url", 413, "implausible_container"),
         "8000x8000 PNG": Hostile(huge_png(), "image_url", 413, "media_too_large"),
         "SDP text": Hostile(SDP, "video_url", 415, "unsupported_media"),
