@@ -192,6 +192,10 @@ class AuroraEngine:
 
     def shutdown(self) -> None:
         try:
+            # our media workers first: SGLang's shutdown kills every child process of this one
+            processor = getattr(self.engine.tokenizer_manager, "mm_processor", None)
+            if processor is not None and hasattr(processor, "media"):
+                processor.media.close()
             self.engine.shutdown()
         finally:
             self._remove_view()

@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -23,16 +25,17 @@ def free_port() -> int:
 class Server:
     """``aurora-serve serve`` on loopback in a subprocess (its log in a temp file)."""
 
-    def __init__(self, sglang_args: str | None = None, timeout: float = 300.0):
+    def __init__(self, sglang_args: str | None = None, timeout: float = 300.0, extra: list[str] | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile("w+", prefix="aurora-perf-server-", suffix=".log", delete=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AURORA_") or k in ("AURORA_CPU_COMPAT",)}
-        exe = Path(sys.executable).parent / "aurora-serve"
-        extra = ["--sglang-args", sglang_args] if sglang_args else []
-        self.proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                                      "--log-level", "warning", *extra], stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=env)
+        extra = (["--sglang-args", sglang_args] if sglang_args else []) + list(extra or [])
+        # `-m` from this checkout, not the venv's console script: the cached venv is shared by every clone
+        # and its editable install points at whichever ran `make env` last
+        self.proc = subprocess.Popen([sys.executable, "-m", "aurora_serve", "serve", "--host", "127.0.0.1",
+                                      "--port", str(self.port), "--log-level", "warning", *extra],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -51,6 +54,13 @@ class Server:
             text = r.read().decode()
         series = re.findall(r"^(aurora_\S+?(?:_sum|_count)(?:\{[^}]*\})?) (\S+)$", text, re.M)
         return {name: float(value) for name, value in series}
+
+    def gauges(self) -> dict[str, float]:
+        """The server's in-flight and queued gauges."""
+        with urllib.request.urlopen(self.base + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        found = re.findall(r"^(aurora_requests_(?:in_flight|queued)) (\S+)$", text, re.M)
+        return {name: float(value) for name, value in found}
 
     def stop(self) -> None:
         if self.proc.poll() is None:

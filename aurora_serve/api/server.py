@@ -84,15 +84,14 @@ class DrainingServer(uvicorn.Server):
 
 
 def _metrics(settings: ServerSettings) -> tuple[Metrics, str | None]:
-    """Our metrics, and the multiprocess directory SGLang's processes write to (created if we own it)."""
-    if not settings.engine.enable_sglang_metrics:
-        return Metrics(), None
+    """Our metrics, and the multiprocess directory the scheduler's processes write to (the model's stage
+    metrics always; SGLang's own with --enable-sglang-metrics), created if we own it."""
     path, owned = settings.prometheus_multiproc_dir, None
     if path is None:
         path = owned = tempfile.mkdtemp(prefix="aurora-prometheus-")
     os.makedirs(path, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # written, not read: SGLang's spawned processes inherit it
-    return Metrics(sglang_dir=path), owned
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # written, not read: the engine's spawned processes inherit it
+    return Metrics(multiproc_dir=path, sglang=settings.engine.enable_sglang_metrics), owned
 
 
 def main(settings: ServerSettings) -> int:

@@ -140,7 +140,6 @@ class Serving:
         timer.finished(usage.completion_tokens)
         self.metrics.visual_tokens.observe(usage.visual_tokens)
         self.metrics.cached_tokens.inc(usage.prompt_tokens_details.cached_tokens)
-        self.metrics.observe_engine_timings(meta)
 
     # --- answers -------------------------------------------------------------------------------------
     def _chat_response(self, job: Job, out: dict) -> ChatCompletionResponse:

@@ -33,6 +33,9 @@ class RequestBudget:
         with self._lock:
             self._pixels += pixels
             total = self._pixels
+        self._check(total)
+
+    def _check(self, total: int) -> None:
         if self.max_pixels is not None and total > self.max_pixels:
             raise MediaTooLargeError(
                 f"the request's media decode to {total / 1e6:.0f} Mpx (frames × width × height); the limit is "

@@ -124,6 +124,7 @@ def load_frames(
     threads: int = DEFAULT_THREADS,
     budget: DecodeBudget | None = None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    stats: DecodeStats | None = None,
 ) -> np.ndarray:
     """Frames for one media item: ``(F, H, W, 3)`` uint8 RGB (F = 1 for an image), or ``transform`` of each.
 
@@ -136,7 +137,7 @@ def load_frames(
         return decode_image(source, budget=budget, transform=transform)
     if kind == "video":
         return decode_video(source, sampling, backend, max_frames_total, threads=threads, budget=budget,
-                            transform=transform)
+                            transform=transform, stats=stats)
     raise ValueError(f"unknown media kind {kind!r}; expected 'video', 'image' or None")
 
 

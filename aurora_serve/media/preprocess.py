@@ -15,9 +15,13 @@ including its float64 scaling before the float32 cast. Casting to the model's dt
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # imported where tensors are made: media workers decode and crop without torch
+    import torch
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -57,12 +61,14 @@ def normalisation_table(mean=CLIP_MEAN, std=CLIP_STD) -> np.ndarray:
     return (levels[None, :] - np.asarray(mean, dtype=np.float32)[:, None]) / np.asarray(std, dtype=np.float32)[:, None]
 
 
-def normalise(crops: np.ndarray, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
+def normalise(crops: np.ndarray, mean=CLIP_MEAN, std=CLIP_STD) -> "torch.Tensor":
     """``(F, S, S, 3)`` uint8 crops → ``(F, 3, S, S)`` float32 CLIP pixel values."""
     table = normalisation_table(mean, std)
     out = np.empty((crops.shape[0], 3, *crops.shape[1:3]), dtype=np.float32)
     for c in range(3):
         np.take(table[c], crops[..., c], out=out[:, c], mode="clip")  # uint8 indices: "clip" never clips
+    import torch
+
     return torch.from_numpy(out)
 
 
@@ -71,7 +77,7 @@ def clip_preprocess(
     size: int = 378,
     mean: tuple[float, float, float] = CLIP_MEAN,
     std: tuple[float, float, float] = CLIP_STD,
-) -> torch.Tensor:
+) -> "torch.Tensor":
     """CLIP pixel values for a stack of frames: ``clip_crop`` each, then ``normalise``.
 
     Args:

@@ -11,6 +11,7 @@ by r inside the vision forward.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from array import array
@@ -26,6 +27,7 @@ from sglang.srt.models.llama import LlamaForCausalLM
 from sglang.srt.utils import add_prefix
 
 from aurora_serve.ckpt.layout import iter_safetensors
+from aurora_serve.model import stage_metrics
 from aurora_serve.model.spec import AuroraOverride, AuroraSpec
 from aurora_serve.model.token_count import merge_r
 from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower, normalise_crops
@@ -54,6 +56,8 @@ class AuroraCapForConditionalGeneration(nn.Module):
         self.merge_backend = override.runtime.merge_backend if override else "auto"
         self.model_dir = override.model_dir if override else None
         self.layout = override.layout if override else "hf"
+        self._timers = {name: stage_metrics.StageTimer(getattr(stage_metrics, name))
+                        for name in ("vision", "merge", "prefill")}
 
     # --- SGLang multimodal seams -------------------------------------------------------------------
     def pad_input_ids(self, input_ids: array, mm_inputs: MultimodalInputs) -> array:
@@ -70,17 +74,28 @@ class AuroraCapForConditionalGeneration(nn.Module):
         return self._encode_items(items)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch, **kwargs):
-        return general_mm_embed_routine(
-            input_ids=input_ids,
-            forward_batch=forward_batch,
-            language_model=self.language_model,
-            data_embedding_funcs={Modality.IMAGE: self.get_image_feature, Modality.VIDEO: self.get_video_feature},
-            positions=positions,
-        )
+        timed = self._timers["prefill"].time(input_ids.device) if forward_batch.forward_mode.is_extend() \
+            else contextlib.nullcontext()
+        with timed:
+            return general_mm_embed_routine(
+                input_ids=input_ids,
+                forward_batch=forward_batch,
+                language_model=self.language_model,
+                data_embedding_funcs={Modality.IMAGE: self.get_image_feature, Modality.VIDEO: self.get_video_feature},
+                positions=positions,
+            )
 
     # --- vision ---------------------------------------------------------------------------------------
     def _encode_items(self, items: list[MultimodalDataItem]) -> torch.Tensor:
         """Encode every frame of every item, frames grouped by r across items, outputs in item order."""
+        device = self.projector.linear_1.weight.device
+        merges = self._timers["merge"].spans(device)
+        with self._timers["vision"].time(device):
+            out = self._encode(items, merges.span)
+        merges.done()
+        return out
+
+    def _encode(self, items: list[MultimodalDataItem], merge_span) -> torch.Tensor:
         param = self.projector.linear_1.weight
         frames_per_item = [self._pixels(item) for item in items]
         rs = [merge_r(item.aurora_media.token_kept_ratio, **self._geometry()) for item in items]
@@ -90,7 +105,8 @@ class AuroraCapForConditionalGeneration(nn.Module):
             crops = torch.cat([frames_per_item[i] for i in idx]).to(param.device)  # uint8 across the bus
             feats = torch.cat(
                 [
-                    self.projector(self.vision_tower(normalise_crops(chunk).to(param.dtype), r, self.merge_backend))
+                    self.projector(self.vision_tower(normalise_crops(chunk).to(param.dtype), r, self.merge_backend,
+                                                     merge_span))
                     for chunk in crops.split(MAX_FRAMES_PER_VISION_FORWARD)
                 ]
             )

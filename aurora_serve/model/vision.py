@@ -12,6 +12,9 @@ Legend: F frames, T tokens (CLS included), C channels, H heads, D head dim.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Callable, ContextManager
+
 import torch
 import torch.nn.functional as F_
 from torch import nn
@@ -89,12 +92,15 @@ class VisionEncoderLayer(nn.Module):
         self.mlp = VisionMLP(cfg)
 
     def forward(
-        self, x: torch.Tensor, size: torch.Tensor, r: int, merge_backend: str = "auto"
+        self, x: torch.Tensor, size: torch.Tensor, r: int, merge_backend: str = "auto",
+        merge_span: Callable[[], ContextManager] = contextlib.nullcontext,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x ``[F, T, C]``, size ``[F, T]`` → ``([F, T - k, C], [F, T - k])``, k = min(r, (T - 1) // 2)."""
+        """x ``[F, T, C]``, size ``[F, T]`` → ``([F, T - k, C], [F, T - k])``, k = min(r, (T - 1) // 2).
+        ``merge_span``: a context the merge step runs in (the model times it)."""
         attn, metric = self.self_attn(self.layer_norm1(x))
         x = x + attn
-        x, size = merge_step(x, size, metric, r, backend=merge_backend)
+        with merge_span():
+            x, size = merge_step(x, size, metric, r, backend=merge_backend)
         return x + self.mlp(self.layer_norm2(x)), size
 
 
@@ -114,12 +120,13 @@ class AuroraVisionTower(nn.Module):
         self.pre_layrnorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.encoder = VisionEncoder(cfg)
 
-    def forward(self, pixels: torch.Tensor, r: int, merge_backend: str = "auto") -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor, r: int, merge_backend: str = "auto",
+                merge_span: Callable[[], ContextManager] = contextlib.nullcontext) -> torch.Tensor:
         """pixels ``[F, 3, S, S]`` (all frames share r) → features ``[F, tokens_per_frame, C]``, CLS dropped."""
         x = self.pre_layrnorm(self.embeddings(pixels))
         size = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device)
         for layer in self.encoder.layers:
-            x, size = layer(x, size, r, merge_backend)
+            x, size = layer(x, size, r, merge_backend, merge_span)
         return x[:, 1:]
 
 

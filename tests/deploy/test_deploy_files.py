@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prometheus_client import REGISTRY
+
 from aurora_serve.api.metrics import Metrics
+from aurora_serve.model import stage_metrics
 from aurora_serve.config import ENV_PREFIX, FOREIGN_ENV, OPTIONS, ServerSettings, parse_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -273,7 +276,10 @@ SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_b
 
 
 def aurora_series() -> set[str]:
-    return {f.name + s for f in Metrics().registry.collect() for s in SUFFIXES[f.type]}
+    """Every series the server exposes under aurora_*: its own registry's and the stage metrics'."""
+    families = list(Metrics().registry.collect())
+    families += [f for f in REGISTRY.collect() if f.name in stage_metrics.PROCESSOR_FAMILIES + stage_metrics.MODEL_FAMILIES]
+    return {f.name + s for f in families for s in SUFFIXES[f.type]}
 
 
 def sglang_names() -> set[str]:
@@ -298,7 +304,7 @@ def test_dashboard_and_autoscaling_metrics_exist():
             "aurora_token_kept_ratio_sum", "aurora_cached_tokens_total"} <= used
     for name in used:
         if name.startswith("aurora_"):
-            assert name in ours, f"{name} is not a series of aurora_serve/api/metrics.py"
+            assert name in ours, f"{name} is not a series of aurora_serve/api/metrics.py or model/stage_metrics.py"
         else:
             base = re.sub(r"_(bucket|sum|count|created)$", "", name)
             assert base in theirs or base.removesuffix("_total") in theirs, f"{name} is not declared by sglang"
