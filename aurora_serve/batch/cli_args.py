@@ -42,6 +42,7 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-tokens", type=_positive(int), default=ServerSettings.default_max_tokens)
     g.add_argument("--temperature", type=float, default=0.0, help="0: greedy (AuroraCap's reference decoding)")
     g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--ignore-eos", action="store_true", help="generate exactly --max-tokens (for benchmarks)")
     g = p.add_argument_group("run")
     g.add_argument("--max-in-flight", type=_positive(int), default=16, help="requests in flight at once")
     g.add_argument("--shard", help="i/n: only the rows whose id hashes to i of n (split a table across machines)")
@@ -90,7 +91,8 @@ def batch_options(args: argparse.Namespace):
         input=args.input, output=args.output, column=args.column,
         defaults=Defaults(prompt=args.prompt, token_kept_ratio=args.token_kept_ratio, num_frames=args.num_frames,
                           fps=args.fps, max_frames=args.max_frames, window_seconds=args.window_seconds),
-        max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, max_in_flight=args.max_in_flight,
+        max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, ignore_eos=args.ignore_eos,
+        max_in_flight=args.max_in_flight,
         chunk_rows=args.chunk_rows, chunk_seconds=args.chunk_seconds,
         shard=parse_shard(args.shard) if args.shard else None, grace=args.grace, log_every=args.log_every,
         progress_bar=False if args.no_progress_bar else None, server=args.server, api_key=args.api_key,

@@ -21,9 +21,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
-from aurora_serve.batch.tasks import resolve_source
+from aurora_serve.batch.outputs import RESULT_TYPES, carried
+from aurora_serve.batch.tasks import Defaults, Task, make_task, resolve_source
 from aurora_serve.errors import InvalidRequestError
 
 TABLES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -173,3 +174,21 @@ def _table_rows(path: Path, kind: str) -> Iterator[Any]:
 
         for batch in pq.ParquetFile(path).iter_batches(batch_size=_PARQUET_BATCH):
             yield from batch.to_pylist()
+
+
+def tasks_of(source: Input, defaults: Defaults) -> Iterator[Task]:
+    """The input's rows as tasks (the input's own columns carried to the output)."""
+    return tasks_of_rows(source, source.rows(), defaults)
+
+
+def tasks_of_rows(source: Input, raws: Iterable[RawRow], defaults: Defaults) -> Iterator[Task]:
+    """Raw rows (this input's) as tasks; a malformed row keeps its error."""
+    keep = list(carried(source.columns, source.types))
+    for raw in raws:
+        task = make_task(raw.values, raw.written, raw.source, defaults, keep)
+        yield task if raw.error is None else Task(task.id, raw.source, task.prompt, task.options, task.row, raw.error)
+
+
+def output_columns(source: Input) -> dict[str, str]:
+    """Every output column → its type: the input's own (less those the result writes), then the result's."""
+    return {**carried(source.columns, source.types), **RESULT_TYPES}

@@ -16,14 +16,14 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from aurora_serve.batch.backend import Backend, FatalError
-from aurora_serve.batch.inputs import Input, RawRow, open_input
-from aurora_serve.batch.outputs import RESULT_TYPES, ChunkWriter, carried, done_ids, output_format
-from aurora_serve.batch.progress import Progress
+from aurora_serve.batch.inputs import Input, open_input, output_columns, tasks_of
+from aurora_serve.batch.outputs import ChunkWriter, done_ids, output_format
+from aurora_serve.batch.progress import Progress, summary_of
 from aurora_serve.batch.runner import Skipped, Stop, run_tasks, select
-from aurora_serve.batch.tasks import Defaults, Task, make_task
+from aurora_serve.batch.tasks import Defaults, Task
 from aurora_serve.config import EngineSettings
 from aurora_serve.media.fetch import FetchLimits
 
@@ -40,6 +40,7 @@ class BatchOptions:
     max_tokens: int = 2048
     temperature: float = 0.0
     top_p: float = 1.0
+    ignore_eos: bool = False  # generate exactly max_tokens (benchmarks: every path does the same work)
     max_in_flight: int = 16
     chunk_rows: int = 500
     chunk_seconds: float = 10.0
@@ -58,23 +59,8 @@ class BatchOptions:
 
     @property
     def sampling(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_tokens}
-
-
-def tasks_of(source: Input, defaults: Defaults) -> Iterator[Task]:
-    """The input's rows as tasks (the input's own columns carried to the output)."""
-    return tasks_of_rows(source, source.rows(), defaults)
-
-
-def tasks_of_rows(source: Input, raws: Iterable[RawRow], defaults: Defaults) -> Iterator[Task]:
-    keep = list(carried(source.columns, source.types))
-    for raw in raws:
-        task = make_task(raw.values, raw.written, raw.source, defaults, keep)
-        yield task if raw.error is None else Task(task.id, raw.source, task.prompt, task.options, task.row, raw.error)
-
-
-def output_columns(source: Input) -> dict[str, str]:
-    return {**carried(source.columns, source.types), **RESULT_TYPES}
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_tokens,
+                **({"ignore_eos": True} if self.ignore_eos else {})}
 
 
 def open_job(options: BatchOptions) -> tuple[Input, set[str]]:
@@ -152,31 +138,9 @@ async def execute(options: BatchOptions, source: Input, tasks: Iterator[Task], s
     return summary_of(progress, skipped, writer, status, caught, fatal)
 
 
-def summary_of(progress: Progress, skipped: Skipped | None, writer: ChunkWriter, status: int, caught: list[int],
-               fatal: str | None) -> dict[str, Any]:
-    """The run's summary (``skipped`` None: not counted here); the line for people is printed too."""
-    counts = {"skipped_done": None, "skipped_other_shard": None, "skipped_repeated": None}
-    if skipped is not None:
-        counts = {"skipped_done": skipped.done, "skipped_other_shard": skipped.other_shard,
-                  "skipped_repeated": skipped.repeated}
-    summary = {**progress.summary(), **counts, "parts_written": writer.parts, "output": str(writer.path),
-               "exit_status": status, "stopped_by": signal.Signals(caught[0]).name if caught else None, "fatal": fatal}
-    progress.close(_summary_line(summary))
-    return summary
-
-
 def report(summary: dict[str, Any]) -> int:
     print(json.dumps(summary), file=sys.stdout, flush=True)
     return int(summary["exit_status"])
-
-
-def _summary_line(s: dict[str, Any]) -> str:
-    why = f"; stopped by {s['stopped_by']}" if s["stopped_by"] else f"; failed: {s['fatal']}" if s["fatal"] else ""
-    skips = "" if s["skipped_done"] is None else (
-        f"; skipped {s['skipped_done']} already in the output, {s['skipped_other_shard']} of other shards, "
-        f"{s['skipped_repeated']} repeated ids")
-    return (f"batch: {s['rows']} rows written ({s['errors']} errors) in {s['seconds']:.1f} s, "
-            f"{s['videos_per_min']:.1f} videos/min{skips}; {s['parts_written']} parts added to {s['output']}{why}")
 
 
 def _take_signals(stop: Stop) -> list[int]:

@@ -3,6 +3,7 @@ otherwise, and a summary at the end (to stderr; stdout stays free for the caller
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from typing import Any, TextIO
@@ -89,3 +90,25 @@ class Progress:
                 "visual_tokens": self.visual_tokens, "skipped": self.skipped, "seconds": round(t, 3),
                 "rows_per_min": round(60 * self.rows / t, 3), "videos_per_min": round(60 * self.videos / t, 3),
                 "steady_rows_per_min": steady}
+
+
+def summary_of(progress: Progress, skipped, writer, status: int, caught: list[int], fatal: str | None) -> dict[str, Any]:
+    """The run's summary (``skipped``: a ``runner.Skipped``, None where not counted; ``writer``: the run's
+    ``ChunkWriter``); the line for people is printed too."""
+    counts = {"skipped_done": None, "skipped_other_shard": None, "skipped_repeated": None}
+    if skipped is not None:
+        counts = {"skipped_done": skipped.done, "skipped_other_shard": skipped.other_shard,
+                  "skipped_repeated": skipped.repeated}
+    summary = {**progress.summary(), **counts, "parts_written": writer.parts, "output": str(writer.path),
+               "exit_status": status, "stopped_by": signal.Signals(caught[0]).name if caught else None, "fatal": fatal}
+    progress.close(_summary_line(summary))
+    return summary
+
+
+def _summary_line(s: dict[str, Any]) -> str:
+    why = f"; stopped by {s['stopped_by']}" if s["stopped_by"] else f"; failed: {s['fatal']}" if s["fatal"] else ""
+    skips = "" if s["skipped_done"] is None else (
+        f"; skipped {s['skipped_done']} already in the output, {s['skipped_other_shard']} of other shards, "
+        f"{s['skipped_repeated']} repeated ids")
+    return (f"batch: {s['rows']} rows written ({s['errors']} errors) in {s['seconds']:.1f} s, "
+            f"{s['videos_per_min']:.1f} videos/min{skips}; {s['parts_written']} parts added to {s['output']}{why}")

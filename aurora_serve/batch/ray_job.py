@@ -18,9 +18,9 @@ import logging
 import signal
 from typing import Any
 
-from aurora_serve.batch.inputs import Input
+from aurora_serve.batch.inputs import Input, output_columns, tasks_of_rows
 from aurora_serve.batch.outputs import ChunkWriter, jsonable
-from aurora_serve.batch.progress import Progress
+from aurora_serve.batch.progress import Progress, summary_of
 from aurora_serve.batch.tasks import Task, in_shard, make_task
 from aurora_serve.errors import AuroraError
 
@@ -41,8 +41,6 @@ def decode_task(text: str) -> Task:
 
 def prepare(batch, *, source: Input, options, done: set[str]) -> dict[str, list[str]]:
     """A batch of input rows → ``{"task": [json]}`` for the rows this run does (shard, resume)."""
-    from aurora_serve.batch.job import tasks_of_rows
-
     rows = batch.to_pylist()
     if source.kind == "list":
         raws = (source.line_row(r["text"].strip()) for r in rows
@@ -105,8 +103,6 @@ def run_ray(options, source: Input, done: set[str]) -> dict[str, Any]:
     """The job on Ray Data; the summary as in-process."""
     import ray
     from ray.data import ActorPoolStrategy
-
-    from aurora_serve.batch.job import output_columns, summary_of
 
     ray.init(address=None if options.ray in ("", "local") else options.ray, include_dashboard=False,
              ignore_reinit_error=True, logging_level=logging.WARNING)

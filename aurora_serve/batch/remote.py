@@ -80,7 +80,8 @@ class ServerBackend(Backend):
         messages = [{"role": "user", "content": [{"type": part, part: {"url": url}}, {"type": "text", "text": prompt}]}]
         response = await self._call(lambda: self.client.chat.completions.create(
             model=self.model, messages=messages, max_tokens=self.sampling["max_new_tokens"],
-            temperature=self.sampling["temperature"], top_p=self.sampling["top_p"], extra_body=extension_fields(item)))
+            temperature=self.sampling["temperature"], top_p=self.sampling["top_p"],
+            extra_body={**extension_fields(item), **({"ignore_eos": True} if self.sampling.get("ignore_eos") else {})}))
         choice, usage = response.choices[0], response.usage
         extra = (usage.model_extra or {}) if usage is not None else {}
         visual = int(extra.get("visual_tokens") or 0)

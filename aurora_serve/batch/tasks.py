@@ -107,8 +107,8 @@ def make_task(raw: dict[str, Any], written: str, source: str, defaults: Defaults
     for name in OPTION_COLUMNS:
         try:
             given[name] = parse_option(name, raw.get(name))
-        except InvalidRequestError as e:
-            given[name], error = raw.get(name), error or e
+        except InvalidRequestError as e:  # the row is written as this error; the column stays typed (null)
+            given[name], error = None, error or e
     prompt = raw.get("prompt")
     prompt = prompt if isinstance(prompt, str) and prompt.strip() else defaults.prompt
     options = effective_options(given, defaults)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aurora_serve.batch.inputs import open_input
-from aurora_serve.batch.job import tasks_of
+from aurora_serve.batch.inputs import tasks_of
 from aurora_serve.batch.tasks import Defaults
 
 
