@@ -105,7 +105,6 @@ async def execute(options: BatchOptions, source: Input, tasks: Iterator[Task], s
                   done: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     """Stream ``tasks`` (``select``'s, counting into ``skipped``) through ``backend`` into OUTPUT; the run's summary
     (with its ``exit_status``). ``done``: ids already written, for windows."""
-    await backend.start()
     writer = ChunkWriter(options.output, output_columns(source), options.chunk_rows, options.chunk_seconds)
     progress = Progress(None if options.defaults.window_seconds else source.count(), log_every=options.log_every,
                         bar=options.progress_bar, warm_rows=options.max_in_flight)
@@ -120,6 +119,7 @@ async def execute(options: BatchOptions, source: Input, tasks: Iterator[Task], s
 
     status, fatal = 0, None
     try:
+        await backend.start()  # a server that does not answer ends the run here, as a failure, not a traceback
         async for _, row in run_tasks(tasks, backend, max_in_flight=options.max_in_flight,
                                       window_seconds=options.defaults.window_seconds, skip=done.__contains__,
                                       stop=stop, tick=tick):
