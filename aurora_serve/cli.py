@@ -1,4 +1,4 @@
-"""``aurora-serve``: serve | caption | make-tiny | convert. The only place that reads argv."""
+"""``aurora-serve``: serve | caption | batch | make-tiny | convert. The only place that reads argv."""
 
 from __future__ import annotations
 
@@ -46,6 +46,21 @@ def cmd_caption(args: argparse.Namespace) -> int:
     else:
         print(out["text"].strip())
     return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from aurora_serve.batch.cli_args import batch_options
+    from aurora_serve.batch.job import run
+
+    try:
+        options = batch_options(args)
+    except ValueError as e:
+        args.parser.error(str(e))
+    try:
+        return run(options)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"aurora-serve batch: error: {e}", file=sys.stderr)
+        return 2
 
 
 def cmd_make_tiny(args: argparse.Namespace) -> int:
@@ -101,6 +116,15 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--offline", action="store_true", help="resolve hub ids from the local cache only")
     c.add_argument("--json", action="store_true", help="print one JSON object with caption and token counts")
     c.set_defaults(func=cmd_caption)
+
+    b = sub.add_parser("batch", help="caption a directory, a list or a table of videos/images into JSONL or Parquet",
+                       description="Caption every row of INPUT (a directory, a text list of paths/URLs, or a "
+                       "CSV/TSV/JSONL/Parquet table) into OUTPUT (a directory of .jsonl or .parquet chunks). "
+                       "Rerunning the same command resumes it.")
+    from aurora_serve.batch.cli_args import add_batch_arguments
+
+    add_batch_arguments(b)
+    b.set_defaults(func=cmd_batch, parser=b)
 
     t = sub.add_parser("make-tiny", help="write a tiny random AuroraCap with the real vision geometry")
     t.add_argument("--out", required=True)

@@ -260,6 +260,16 @@ def _build(cls: type, values: Mapping[str, Any], prefix: tuple[str, ...] = ()):
     return cls(**kwargs)
 
 
+def engine_settings(**values: Any) -> EngineSettings:
+    """``EngineSettings`` from setting names at any depth (``device=``, ``max_frames=``, ``merge_backend=``), for
+    callers in Python (``Captioner``); a name that is not an engine setting is an error."""
+    unknown = sorted(name for name in values if PATHS.get(name, ("",))[0] != "engine")
+    if unknown:
+        known = sorted(name for name, path in PATHS.items() if path[0] == "engine")
+        raise TypeError(f"unknown engine option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return _build(EngineSettings, values, ("engine",))
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

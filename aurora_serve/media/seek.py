@@ -95,6 +95,22 @@ def decode_pyav(source, sampling: Sampling, max_frames_total, threads, strategy,
     return np.stack([frames[i] for i in wanted])
 
 
+def video_times(source: Source) -> tuple[list[float], float]:
+    """The timeline ``plan_frames`` samples on, by demuxing only: each frame's time in seconds (presentation
+    order, frame 0 at 0) and the video's duration. For callers that plan windows before decoding."""
+    try:
+        with open_container(source) as container:
+            stream = video_stream(container, 1)
+            index = _index_packets(container, stream)
+            total = stream.frames if 0 < stream.frames <= index.count else index.count
+            if total == 0:
+                raise MediaError("the video contains no video frames")
+            times = _frame_times(index, stream, total)
+            return times, duration_of(times, _rate(stream))
+    except av.FFmpegError as exc:
+        raise MediaError(f"the video could not be read; it is corrupt or truncated ({exc})") from exc
+
+
 _LATE = object()  # _decode_forward's answer when the decoder is already past the target
 
 

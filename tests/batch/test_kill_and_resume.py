@@ -1,0 +1,61 @@
+"""``kill -9`` of a running ``aurora-serve batch``, then the same command again: every row exactly once, and the
+captions those of a clean run (greedy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from aurora_serve import Captioner
+from aurora_serve.batch.outputs import part_files, read_rows
+from tests.conftest import REPO
+from tests.support.clips import make_video
+
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(1800)]  # two engine starts in subprocesses
+FLAGS = ["--device", "cpu", "--num-frames", "2", "--token-kept-ratio", "0.5", "--max-tokens", "6",
+         "--max-in-flight", "2", "--chunk-rows", "1", "--chunk-seconds", "0.2", "--log-every", "1"]
+
+
+def batch(args: list[str], log) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AURORA_") or k == "AURORA_CPU_COMPAT"}
+    return subprocess.Popen([sys.executable, "-m", "aurora_serve", "batch", *args], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def test_kill_9_then_rerun_writes_every_row_once_with_clean_captions(engine, tiny_xtuner, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(8):
+        make_video(clips / f"v{i:02d}.mp4", frames=12 + 2 * i, w=64, h=48, seed=60 + i)
+    out = tmp_path / "captions.jsonl"
+    args = [str(clips), "-o", str(out), "--model-path", str(tiny_xtuner), *FLAGS]
+    log_path = tmp_path / "first.log"
+    with open(log_path, "wb") as log:
+        first = batch(args, log)
+        deadline = time.monotonic() + 600
+        while len(part_files(out)) < 2:  # killed mid-run: some rows written, others in flight or not started
+            assert first.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no output after 10 min"
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(30)
+    written_before = len(list(read_rows(out)))
+    assert 0 < written_before < 8, "the kill must land mid-run"
+
+    with open(tmp_path / "second.log", "wb") as log:
+        second = batch(args, log)
+        assert second.wait(600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    summary = json.loads((tmp_path / "second.log").read_text().strip().splitlines()[-1])
+    assert summary["skipped_done"] == written_before and summary["rows"] == 8 - written_before
+
+    rows = list(read_rows(out))
+    assert sorted(r["path"] for r in rows) == [f"v{i:02d}.mp4" for i in range(8)]  # each exactly once
+    with Captioner(engine=engine, max_tokens=6, num_frames=2, token_kept_ratio=0.5) as captioner:
+        clean = {r["path"]: r["caption"] for r in captioner.caption([{"path": str(clips / r["path"])} for r in rows])}
+    assert {r["path"]: r["caption"] for r in rows} == {os.path.basename(p): c for p, c in clean.items()}
