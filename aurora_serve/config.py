@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from aurora_serve.api.hosts import parse_allowed
 from aurora_serve.errors import InvalidRequestError
 from aurora_serve.kernels import MERGE_BACKENDS
 from aurora_serve.media import VIDEO_BACKENDS
@@ -90,10 +91,22 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: tuple[str, ...] = ()
-    max_concurrency: int = 0  # 0 = unlimited
+    allowed_hosts: tuple[str, ...] = ()  # Host names a key-less server answers under, besides loopback and IPs
+    enable_docs: bool = False  # /docs and /redoc load Swagger UI / ReDoc from a CDN: off unless asked for
     drain_timeout: float = 30.0
     log_level: str = "info"
     prometheus_multiproc_dir: str | None = None
+    # --- transport limits (README "Limits") ---------------------------------------------------------------
+    max_concurrency: int = 64  # generation requests holding a slot (0: unlimited)
+    max_queue: int = 128  # generation requests waiting for a slot; past it, 429
+    max_connections: int = 512  # open HTTP connections before uvicorn answers 503 (0: unlimited)
+    header_timeout: float = 10.0  # seconds for a request's headers, from connect or the previous response
+    body_timeout: float = 120.0  # seconds for a whole request body
+    body_idle_timeout: float = 10.0  # seconds a request body may go without a byte
+    max_json_items: int = 131072  # ',' '[' '{' in a JSON body: what parsing it costs
+    # --- text limits ---------------------------------------------------------------------------------------
+    max_text_chars: int = 65536  # all message text of a request, or a caption prompt
+    max_stop_chars: int = 256  # each stop sequence
     # --- media fetching -----------------------------------------------------------------------------------
     allowed_local_media_path: str | None = None
     allow_media_hosts: tuple[str, ...] = ()
@@ -192,7 +205,30 @@ OPTIONS: list[tuple[str, Any, str]] = [
     ("host", str, "address to bind"),
     ("port", _non_negative_int, "port to bind (0: any free port)"),
     ("api_key", LIST, "accepted API key(s) for 'Authorization: Bearer'; none given: no auth (env: comma-separated)"),
-    ("max_concurrency", _non_negative_int, "generation requests in flight before 429 + Retry-After (0: unlimited)"),
+    ("allowed_hosts", LIST, "without --api-key: Host names /v1 answers under besides localhost and IP "
+     "literals (DNS-rebinding guard; '.example.com' matches subdomains, '*' turns it off); a POST from another "
+     "site's page (its Origin) is refused unless that host is listed here"),
+    ("enable_docs", SWITCH, "serve /docs and /redoc (FastAPI's pages load their scripts from cdn.jsdelivr.net); "
+     "/openapi.json is always served"),
+    ("max_concurrency", _non_negative_int, "generation requests holding a slot, from before their body is read "
+     "to their last byte (0: unlimited). Each may hold a body of --max-request-mb and its fetched media in "
+     "memory; one GPU's SGLang batch gains little past a few dozen video requests, so more would only wait, "
+     "holding memory"),
+    ("max_queue", _non_negative_int, "generation requests waiting for a slot (each holds a socket and at most "
+     "64 KiB, its body is not read); past it, 429 + Retry-After"),
+    ("max_connections", _non_negative_int, "open HTTP connections (uvicorn's limit_concurrency); past it uvicorn "
+     "answers 503 itself (0: unlimited)"),
+    ("header_timeout", _positive(float), "seconds a connection may take to send a request's headers (from "
+     "connecting, or from its previous response); then it is closed"),
+    ("body_timeout", _positive(float), "seconds for a whole request body (covers --max-request-mb at ~6 Mbit/s); "
+     "then 408"),
+    ("body_idle_timeout", _positive(float), "seconds a request body may stall without a byte; then 408"),
+    ("max_json_items", _positive(int), "',' '[' '{' counted in a JSON request body as it arrives (text "
+     "included): parsing many tiny values costs seconds; past it, 400"),
+    ("max_text_chars", _positive(int), "characters of all message text in a chat request, or of a caption "
+     "prompt; refused (400) before templating and tokenizing. AuroraCap-7B's context is 4096 tokens (~16K "
+     "characters)"),
+    ("max_stop_chars", _positive(int), "characters of each stop sequence (SGLang tokenizes them); past it, 400"),
     ("drain_timeout", _positive(float), "seconds in-flight requests get to finish after SIGTERM"),
     ("log_level", ["debug", "info", "warning", "error"], "log level"),
     ("allowed_local_media_path", str, "directory file:// media URLs may read from (default: file:// refused)"),
@@ -340,7 +376,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     merged = {**_from_env(parser, environ), **{k: v for k, v in args.items() if v is not None}}
     if "prometheus_multiproc_dir" not in merged and environ.get("PROMETHEUS_MULTIPROC_DIR"):
         merged["prometheus_multiproc_dir"] = environ["PROMETHEUS_MULTIPROC_DIR"]  # prometheus_client's own name
-    for name in ("api_key", "allow_media_hosts"):
+    for name in ("api_key", "allow_media_hosts", "allowed_hosts"):
         if name in merged:
             merged[name] = tuple(merged[name])
     level = merged.get("log_level", default_of("log_level"))
@@ -360,5 +396,9 @@ def _check(parser: argparse.ArgumentParser, s: ServerSettings) -> None:
         parser.error(f"--port {s.port} is out of range")
     if any(not k for k in s.api_key):
         parser.error("--api-key values must not be empty")
+    try:
+        parse_allowed(s.allowed_hosts)
+    except ValueError as e:
+        parser.error(f"--allowed-hosts: {e}")
     if s.engine.runtime.decode_backend == "decord" and importlib.util.find_spec("decord") is None:
         parser.error("--decode-backend decord: the decord package is not installed (pip install 'aurora-serve[decord]')")

@@ -109,6 +109,7 @@ class AuroraEngine:
                 f"the SGLang engine failed to start for {self.model_dir}; the scheduler's error is in the log above ({e})"
             ) from e
         self.tokenizer = self.engine.tokenizer_manager.tokenizer
+        self.context_length = int(self.engine.tokenizer_manager.context_len)  # prompt + completion, in tokens
         # The spec the model and processor read (same config object), for callers that turn visual-token
         # counts back into frames.
         self.spec = AuroraSpec.from_hf_config(self.engine.tokenizer_manager.model_config.hf_config)

@@ -53,6 +53,18 @@ class AuthenticationError(AuroraError):
     status, type, code = 401, "authentication_error", "invalid_api_key"
 
 
+class PermissionDeniedError(AuroraError):
+    """A key-less server refusing a request from an unknown Host or another site's page (api/hosts.py)."""
+
+    status, type, code = 403, "permission_error", "forbidden"
+
+
+class RequestTimeoutError(InvalidRequestError):
+    """The request body did not arrive in time; the connection is closed after the answer."""
+
+    status, code = 408, "request_timeout"
+
+
 class NotFoundError(AuroraError):
     status, type, code = 404, "not_found_error", "not_found"
 

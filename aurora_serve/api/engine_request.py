@@ -4,8 +4,12 @@ items (options checked, defaults applied, bytes fetched), the sampling parameter
 Greedy by default (temperature 0): AuroraCap's reference decoding. ``temperature``, ``top_p``,
 ``max_completion_tokens``/``max_tokens``, ``stop``, ``seed``, the penalties and our extensions are honoured;
 OpenAI features AuroraCap cannot serve (n > 1, logprobs, tools, audio, structured output, …) are refused
-with a 400 that names them. Media is fetched here (``fetch_media``: byte, time, scheme and address limits)
-and handed to the engine as bytes, so the engine never touches a URL or the file system for a request.
+with a 400 that names them. Cheap checks come first, so text that would cost seconds to template and tokenize
+is refused before it is touched: all message text (or a caption prompt) under ``--max-text-chars``, each stop
+sequence under ``--max-stop-chars``, ``max_tokens`` under the model's context length. Templating runs in a
+worker thread (Jinja is pure Python: the event loop keeps serving meanwhile). Media is fetched here
+(``fetch_media``: byte, time, scheme and address limits) and handed to the engine as bytes, so the engine
+never touches a URL or the file system for a request.
 A part's ``uuid`` becomes the item's ``media_id``, with the caller's ``media_scope`` (a digest of its API key),
 so one key's ids can never name another key's media; a part with a uuid and no url is not fetched at all.
 """
@@ -65,8 +69,9 @@ class Job:
 
 
 class JobBuilder:
-    def __init__(self, settings: ServerSettings, tokenizer, metrics: Metrics):
+    def __init__(self, settings: ServerSettings, tokenizer, context_length: int, metrics: Metrics):
         self.settings, self.policy, self.tokenizer, self.metrics = settings, settings.engine.media, tokenizer, metrics
+        self.context_length = context_length
         self.limits = FetchLimits(
             max_bytes=settings.max_media_bytes, max_data_url_bytes=settings.max_data_url_bytes,
             connect_timeout=settings.media_connect_timeout, total_timeout=settings.media_timeout,
@@ -79,7 +84,8 @@ class JobBuilder:
         """``api_key``: the caller's bearer token (already checked by the gate); scopes media uuids."""
         self._check_chat(req)
         messages, media, urls = self._template_messages(req, _scope(api_key))
-        prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt = await asyncio.to_thread(self.tokenizer.apply_chat_template, messages, tokenize=False,
+                                         add_generation_prompt=True)
         sampling = self._sampling(req.temperature, req.top_p, req.max_completion_tokens or req.max_tokens)
         if req.stop is not None:
             sampling["stop"] = req.stop
@@ -101,24 +107,36 @@ class JobBuilder:
                 raise InvalidRequestError(why, param=name, code="unsupported_parameter")
         if req.stream_options is not None and not req.stream:
             raise InvalidRequestError("stream_options is only allowed when stream is true", param="stream_options")
-        if isinstance(req.stop, list) and len(req.stop) > 4:
+        stops = [req.stop] if isinstance(req.stop, str) else req.stop or []
+        if len(stops) > 4:
             raise InvalidRequestError("stop takes at most 4 sequences", param="stop")
+        if any(len(stop) > self.settings.max_stop_chars for stop in stops):
+            raise InvalidRequestError(f"each stop sequence may have at most {self.settings.max_stop_chars} "
+                                      "characters", param="stop", code="stop_too_long")
+        self._check_max_tokens(req.max_completion_tokens, "max_completion_tokens")
+        self._check_max_tokens(req.max_tokens, "max_tokens")
+
+    def _check_max_tokens(self, value: int | None, param: str) -> None:
+        if value is not None and value >= self.context_length:
+            raise InvalidRequestError(f"{param} is {value}; this model's context is {self.context_length} tokens, "
+                                      "prompt and completion together", param=param, code="max_tokens_too_large")
 
     def _template_messages(self, req: ChatCompletionRequest, scope: str):
         """Messages as the chat template reads them (media parts become bare markers), the media items in
         order (without bytes yet), and where each one's bytes are (None: cached under its uuid)."""
         messages, media, urls = [], [], []
+        text = _TextBudget(self.settings.max_text_chars)
         for i, msg in enumerate(req.messages):
             role = "system" if msg.role == "developer" else msg.role
             if msg.content is None or isinstance(msg.content, str):
-                _check_text(msg.content or "", f"messages[{i}].content")
+                text.take(msg.content or "", f"messages[{i}].content")
                 messages.append({"role": role, "content": msg.content or ""})
                 continue
             parts = []
             for j, part in enumerate(msg.content):
                 where = f"messages[{i}].content[{j}]"
                 if isinstance(part, TextPart):
-                    _check_text(part.text, where + ".text")
+                    text.take(part.text, where + ".text")
                     parts.append({"type": "text", "text": part.text})
                     continue
                 if msg.role != "user":
@@ -155,12 +173,13 @@ class JobBuilder:
             raise MediaTooLargeError(f"the upload is {len(upload)} bytes; the limit is {self.settings.max_media_bytes}",
                                      param="file")
         text = req.prompt if req.prompt is not None else DEFAULT_CAPTION_PROMPT
-        _check_text(text, "prompt")
+        _TextBudget(self.settings.max_text_chars).take(text, "prompt")
+        self._check_max_tokens(req.max_tokens, "max_tokens")
         # The kind is left open: it is decided from the bytes once they are here.
         item = self.policy.item(None, token_kept_ratio=req.token_kept_ratio, num_frames=req.num_frames)
         [item] = await self._with_bytes([item], [upload if upload is not None else req.url])
         sampling = self._sampling(req.temperature, None, req.max_tokens)
-        prompt = caption_prompt(self.tokenizer, item.kind, text)
+        prompt = await asyncio.to_thread(caption_prompt, self.tokenizer, item.kind, text)
         job = self._job(prompt, [item], sampling, bool(req.stream), include_usage=True)
         job.id = "caption-" + job.id.split("-", 1)[1]
         return job
@@ -209,7 +228,21 @@ def _scope(api_key: bytes | None) -> str:
     return hashlib.sha256(api_key).hexdigest()[:32] if api_key else ""
 
 
-def _check_text(text: str, param: str) -> None:
+class _TextBudget:
+    """A request's text, counted as it is met; refused (400 naming the field) once over ``limit`` characters."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+
+    def take(self, text: str, param: str) -> None:
+        self.used += len(text)
+        if self.used > self.limit:
+            raise InvalidRequestError(f"{param}: the request's text is over the limit of {self.limit} characters "
+                                      "(all message text counts together)", param=param, code="text_too_long")
+        _check_markers(text, param)
+
+
+def _check_markers(text: str, param: str) -> None:
     """The template's media markers may not come from users: they would shift every media span."""
     for marker in (IMAGE_MARKER, VIDEO_MARKER):
         if marker in text:

@@ -3,10 +3,11 @@
 What is measured, and where:
 
 - ``aurora_requests_total{endpoint,status}``: every response of the API routes (ASGI layer, so 4xx from
-  validation, auth and admission are counted too).
+  validation, auth, Host/Origin, body limits and admission are counted too).
 - ``aurora_time_to_first_token_seconds``, ``aurora_e2e_request_latency_seconds``,
-  ``aurora_time_per_output_token_seconds``: from admission of a generation request (after the body is
-  parsed) to its first engine chunk / last chunk; TPOT = (last − first) / (completion tokens − 1).
+  ``aurora_time_per_output_token_seconds``: from a generation request's parsed body (time waiting for a slot
+  and reading the body are not included) to its first engine chunk / last chunk;
+  TPOT = (last − first) / (completion tokens − 1).
   TTFT therefore includes media fetch, decode, vision encoding, queueing and prefill (as vLLM's does).
 - ``aurora_media_fetch_seconds{source}``: around ``fetch_media`` (http, data, file) or the upload read.
 - Stage metrics, measured where the work happens (``model/stage_metrics.py``): per media item prepared,
@@ -17,8 +18,10 @@ What is measured, and where:
   ``aurora_prefill_seconds`` (the model's forward of a prefill batch), read from the multiprocess directory.
 - ``aurora_visual_tokens`` per request, ``aurora_token_kept_ratio`` per media item,
   ``aurora_request_output_tokens`` per request, ``aurora_cached_tokens_total``.
-- Gauges ``aurora_requests_in_flight`` (admitted, not finished) and ``aurora_requests_queued`` (admitted,
-  no token yet: fetching, decoding, waiting for or in prefill).
+- Gauges ``aurora_requests_in_flight``: generation requests holding a concurrency slot (taken before the
+  body is read, given back after the last byte); ``aurora_requests_queued``: those waiting for a slot plus
+  those with a parsed body and no first token yet (fetching, decoding, waiting for or in prefill). An admitted
+  request still reading or parsing its body is in the first gauge only.
 
 The scheduler writes to the multiprocess directory (the server always makes one), read with
 ``MultiProcessCollector``; this process's own samples live in its default registry (prometheus_client was
@@ -49,9 +52,9 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("aurora_requests", "API responses by endpoint and HTTP status",
                                 ["endpoint", "status"], registry=r)
-        self.ttft = Histogram("aurora_time_to_first_token_seconds", "Admission to first generated token",
+        self.ttft = Histogram("aurora_time_to_first_token_seconds", "Parsed request to first generated token",
                               ["endpoint"], buckets=LATENCY, registry=r)
-        self.e2e = Histogram("aurora_e2e_request_latency_seconds", "Admission to last generated token",
+        self.e2e = Histogram("aurora_e2e_request_latency_seconds", "Parsed request to last generated token",
                              ["endpoint"], buckets=LATENCY, registry=r)
         self.tpot = Histogram("aurora_time_per_output_token_seconds", "Decode time per output token after the first",
                               ["endpoint"], buckets=PER_TOKEN, registry=r)
@@ -63,9 +66,10 @@ class Metrics:
         self.kept_ratio = Histogram("aurora_token_kept_ratio", "token_kept_ratio per media item", ["kind"],
                                     buckets=RATIO, registry=r)
         self.cached_tokens = Counter("aurora_cached_tokens", "Prompt tokens served from the prefix cache", registry=r)
-        self.in_flight = Gauge("aurora_requests_in_flight", "Generation requests admitted and not finished", registry=r)
-        self.queued = Gauge("aurora_requests_queued", "Generation requests admitted without a first token yet",
-                            registry=r)
+        self.in_flight = Gauge("aurora_requests_in_flight", "Generation requests holding a concurrency slot",
+                               registry=r)
+        self.queued = Gauge("aurora_requests_queued",
+                            "Generation requests waiting for a slot, or admitted without a first token yet", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry) + generate_latest(_Merged(self.multiproc_dir, self.sglang))

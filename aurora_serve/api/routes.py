@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aurora_serve.api.admission import Admission
 from aurora_serve.api.gate import Gate
 from aurora_serve.api.lifecycle import Lifecycle
 from aurora_serve.api.metrics import Metrics
@@ -32,7 +33,7 @@ from aurora_serve.config import ServerSettings
 from aurora_serve.errors import AuroraError, InvalidRequestError
 
 logger = logging.getLogger(__name__)
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 429, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 408, 413, 415, 429, 503)}
 SSE = {"text/event-stream": {"schema": {"type": "string", "description": "chat.completion.chunk events"}}}
 FORM_FIELDS = ("url", "prompt", "token_kept_ratio", "num_frames", "max_tokens", "temperature", "stream")
 
@@ -42,6 +43,7 @@ def create_app(settings: ServerSettings, engine_factory=None, metrics: Metrics |
         from aurora_serve.engine import AuroraEngine as engine_factory
     metrics = metrics or Metrics()
     lifecycle = Lifecycle(settings.engine, engine_factory)
+    admission = Admission(lifecycle, settings.max_concurrency, settings.max_queue, metrics)
     serving = Serving(settings, lifecycle, metrics)
 
     @asynccontextmanager
@@ -51,13 +53,15 @@ def create_app(settings: ServerSettings, engine_factory=None, metrics: Metrics |
         await asyncio.wait({starting})  # a thread building the engine cannot be cancelled: let it finish
         await lifecycle.stop()
 
-    app = FastAPI(title="aurora-serve", version="0.1.0", lifespan=lifespan,
+    # FastAPI's /docs and /redoc pages load their scripts from a CDN: served only when asked for.
+    docs = {} if settings.enable_docs else {"docs_url": None, "redoc_url": None}
+    app = FastAPI(title="aurora-serve", version="0.1.0", lifespan=lifespan, **docs,
                   description="AuroraCap video/image captioning behind an OpenAI-compatible API")
-    app.state.lifecycle, app.state.serving = lifecycle, serving
+    app.state.lifecycle, app.state.serving, app.state.admission = lifecycle, serving, admission
     _add_error_handlers(app)
     _add_routes(app, serving, metrics, settings)
     app.include_router(playground_router(settings))
-    app.add_middleware(Gate, api_keys=settings.api_key, max_body_bytes=settings.max_request_bytes, metrics=metrics)
+    app.add_middleware(Gate, settings=settings, admission=admission, metrics=metrics)
     return app
 
 

@@ -6,6 +6,7 @@ down and the process exits 0. A second signal exits without waiting. (uvicorn's 
 the listener at once — refusing connections instead of answering 503 — and re-raise the signal at exit.)
 SGLang's tokenizer manager installs its own SIGTERM handler on the event loop at its first request; the
 lifecycle makes that request during start-up (warm-up), after which this server takes SIGTERM back.
+Requests waiting for a slot get 503 when the drain begins (they have sent nothing a retry would lose).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import threading
 
 import uvicorn
 
+from aurora_serve.api.admission import Admission
 from aurora_serve.api.lifecycle import Lifecycle
 from aurora_serve.api.metrics import Metrics
 from aurora_serve.api.routes import create_app
-from aurora_serve.api.serving import Admission
+from aurora_serve.api.transport import uvicorn_limits
 from aurora_serve.config import ServerSettings
 
 logger = logging.getLogger("aurora_serve")
@@ -70,6 +72,7 @@ class DrainingServer(uvicorn.Server):
             self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain()))
 
     async def _drain(self) -> None:
+        self.admission.shed_waiting()  # they sent nothing yet: 503 now, so they retry elsewhere
         await self.admission.wait_idle(self.drain_timeout)
         self.should_exit = True
 
@@ -99,8 +102,9 @@ def main(settings: ServerSettings) -> int:
     metrics, owned_dir = _metrics(settings)
     app = create_app(settings, metrics=metrics)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            timeout_graceful_shutdown=5, lifespan="on", access_log=settings.log_level == "debug")
-    server = DrainingServer(config, app.state.lifecycle, app.state.serving.admission, settings.drain_timeout)
+                            timeout_graceful_shutdown=5, lifespan="on", access_log=settings.log_level == "debug",
+                            **uvicorn_limits(settings))
+    server = DrainingServer(config, app.state.lifecycle, app.state.admission, settings.drain_timeout)
     sock = config.bind_socket()  # before the engine starts loading: a taken port fails in milliseconds
     try:
         server.run(sockets=[sock])

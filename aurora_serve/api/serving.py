@@ -1,14 +1,14 @@
-"""Serving one generation request: admit it, build its engine job, run it, answer (JSON or a stream).
+"""Serving one admitted generation request: build its engine job, run it, answer (JSON or a stream).
 
 Every job runs as an engine stream (the non-streaming answer is its last chunk), so TTFT, abort and
 disconnect handling are the same for both. Anything that fails before the first chunk (media fetch and
 decode, prompt too long, engine validation) raises before the 200 and becomes an error envelope; after the
-200 it is one error event in the stream. A request's whole life, from admission to its last chunk, is one
-generator (``_lifetime``) whose single ``try/finally`` releases its slot and aborts its engine request when
-it is abandoned (client gone, error, shutdown), freeing its KV.
+200 it is one error event in the stream. A request's life here, from its parsed body to its last chunk, is
+one generator (``_lifetime``) whose single ``try/finally`` aborts its engine request when it is abandoned
+(client gone, error, shutdown), freeing its KV.
 
-Admission refuses with 503 unless the server is ready and with 429 (+ Retry-After) past
-``--max-concurrency``; the drain waits until nothing is in flight.
+Admission (a concurrency slot, taken before the body was read) and its release belong to the gate
+(:mod:`aurora_serve.api.gate`, :mod:`aurora_serve.api.admission`), around this whole call.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from aurora_serve.api.protocol import (
     Delta, ResponseMessage, finish_reason_of, usage_of,
 )
 from aurora_serve.config import ServerSettings
-from aurora_serve.errors import AuroraError, InvalidRequestError, RateLimitError, ServiceUnavailableError
+from aurora_serve.errors import AuroraError, InvalidRequestError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,49 +40,16 @@ class ClientGone(Exception):
     """The client disconnected before the answer was ready (nobody is left to answer)."""
 
 
-class Admission:
-    """Concurrency slots, and what is in flight (the drain waits until nothing is)."""
-
-    def __init__(self, lifecycle: Lifecycle, limit: int, metrics: Metrics):
-        self.lifecycle, self.limit, self.metrics = lifecycle, limit, metrics
-        self.in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def admit(self) -> None:
-        self.lifecycle.check_serving()
-        if self.limit and self.in_flight >= self.limit:
-            raise RateLimitError(f"the server is at its limit of {self.limit} concurrent requests; retry shortly")
-        self.in_flight += 1
-        self.metrics.in_flight.set(self.in_flight)
-        self._idle.clear()
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self.metrics.in_flight.set(self.in_flight)
-        if self.in_flight == 0:
-            self._idle.set()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        """True when every admitted request finished within ``timeout`` seconds."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:  # not the builtin before Python 3.11
-            logger.warning("drain timeout: %d request(s) still in flight", self.in_flight)
-            return False
-
-
 class Serving:
     def __init__(self, settings: ServerSettings, lifecycle: Lifecycle, metrics: Metrics):
         self.settings, self.lifecycle, self.metrics = settings, lifecycle, metrics
-        self.admission = Admission(lifecycle, settings.max_concurrency, metrics)
         self._builder: JobBuilder | None = None
 
     @property
     def builder(self) -> JobBuilder:
         if self._builder is None:  # the engine's tokenizer exists once the engine has loaded
-            self._builder = JobBuilder(self.settings, self.lifecycle.engine.tokenizer, self.metrics)
+            engine = self.lifecycle.engine
+            self._builder = JobBuilder(self.settings, engine.tokenizer, engine.context_length, self.metrics)
         return self._builder
 
     async def chat(self, request: Request, body: ChatCompletionRequest) -> Any:
@@ -109,9 +76,8 @@ class Serving:
             raise
 
     async def _lifetime(self, endpoint: str, build: Callable[[], Awaitable[Job]]) -> AsyncIterator[Any]:
-        """The request's life: admission, its ``Job``, then its engine chunks. The one cleanup, however it
-        ends: abort an unfinished engine request, release the slot."""
-        self.admission.admit()  # 503 / 429 before anything is held
+        """The request's life: its ``Job``, then its engine chunks. The one cleanup, however it ends: abort an
+        unfinished engine request."""
         timer = _Timer(self.metrics, endpoint)
         job, done = None, False
         try:
@@ -133,7 +99,6 @@ class Serving:
             if job is not None and not done:
                 self.lifecycle.engine.abort(job.request.rid)
             timer.release()
-            self.admission.release()
 
     def _record(self, timer: "_Timer", meta: dict) -> None:
         usage = usage_of(meta)
@@ -193,7 +158,8 @@ class Serving:
 
 
 class _Timer:
-    """One admitted request's latencies (TTFT, E2E, TPOT) and its place in the queued gauge."""
+    """One request's latencies (TTFT, E2E, TPOT), from its parsed body, and its place in the queued gauge until
+    its first token (the gauge also counts requests waiting for a slot: ``admission``)."""
 
     def __init__(self, metrics: Metrics, endpoint: str):
         self.metrics, self.endpoint = metrics, endpoint

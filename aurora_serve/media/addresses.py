@@ -4,6 +4,12 @@ Refused addresses: unspecified, loopback, link-local (incl. cloud metadata 169.2
 private, reserved, and anything else not globally routable - notably CGNAT 100.64.0.0/10 (Alibaba Cloud's
 metadata service lives at 100.100.100.200). IPv4 embedded in IPv6 (mapped ``::ffff:a.b.c.d``, compatible
 ``::a.b.c.d``, 6to4 ``2002::/16``, NAT64 ``64:ff9b::/96``) is judged by the IPv4 address it carries.
+
+Python's ``ipaddress`` classification changed in patch releases (gh-113171: 3.11.10, 3.12.4) and misses
+some ranges, so the ranges below are refused by name, whatever the interpreter says: deprecated
+site-local ``fec0::/10`` (RFC 3879; still routed inside some networks), local-use NAT64 ``64:ff9b:1::/48``
+(RFC 8215: translates into the operator's own IPv4 space), documentation ``2001:db8::/32`` and ``3fff::/20``
+(RFC 3849, RFC 9637).
 """
 
 from __future__ import annotations
@@ -16,6 +22,12 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _HOSTNAME = re.compile(r"^\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_REFUSED: tuple[tuple[IPNetwork, str], ...] = tuple((ipaddress.ip_network(net), why) for net, why in (
+    ("fec0::/10", "site-local"),
+    ("64:ff9b:1::/48", "local-use NAT64"),
+    ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"),
+))
 
 
 @functools.lru_cache(maxsize=32)
@@ -56,6 +68,9 @@ def check_address(address: str | IPAddress, allowed: tuple[IPNetwork, ...] = ())
     inner = _embedded_v4(ip)
     if inner is not None:
         return check_address(inner, allowed)
+    for net, why in _REFUSED:
+        if ip.version == net.version and ip in net:
+            return why
     for reason in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
         if getattr(ip, f"is_{reason}"):
             return reason.replace("_", "-")

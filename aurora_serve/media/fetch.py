@@ -9,7 +9,8 @@ DNS pinning: the request goes to the checked IP literal (the URL's host is rewri
 httpcore also verifies the certificate. httpx never resolves the name, so a second (rebinding) DNS answer
 cannot move the connection. Requests go straight to an httpx transport, not an ``AsyncClient``: no client
 redirect handling (it parses ``Location`` before we could check it), no proxies from the environment, no
-cookies between hops.
+cookies between hops. Bodies are read raw and counted as sent: a ``Content-Encoding`` other than identity is
+refused, never decoded (no compression bombs).
 
 The address policy is in :mod:`aurora_serve.media.addresses`; ``data:`` and ``file://`` in
 :mod:`aurora_serve.media.local`.
@@ -175,13 +176,20 @@ async def _send_pinned(transport, url: httpx.URL, addresses: list[str], timeout:
 
 
 async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body as sent. We ask for ``Accept-Encoding: identity``, and refuse any other ``Content-Encoding``
+    instead of decoding it: httpx would inflate gzip/deflate (and brotli/zstd where those packages are
+    installed) before we could count, and media formats are compressed already."""
     if not 200 <= response.status_code < 300:
         raise MediaFetchError(f"media URL returned HTTP {response.status_code} {response.reason_phrase}".rstrip())
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise MediaFetchError(f"the media URL answered with Content-Encoding {encoding!r}; this server asks for "
+                              "and accepts only unencoded (identity) bytes")
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise MediaTooLargeError(f"media is {declared} bytes (Content-Length); the limit is {max_bytes}")
     chunks, total = [], 0
-    async for chunk in response.aiter_bytes():  # decoded bytes are counted: a gzip bomb hits the cap too
+    async for chunk in response.aiter_raw():  # the bytes on the wire, never decoded
         total += len(chunk)
         if total > max_bytes:
             raise MediaTooLargeError(f"media is larger than the limit of {max_bytes} bytes")

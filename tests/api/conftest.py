@@ -20,6 +20,7 @@ from tests.support.server import ServerProcess
 API_KEY = "sk-aurora-test-1"
 OTHER_KEY = "sk-aurora-test-2"
 MAX_MEDIA_MB = 1
+LIMITS = {"body": 4.0, "idle": 1.5, "header": 2.0}  # limits_server's deadlines, seconds
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +48,22 @@ def server(media_dir, tmp_path_factory) -> ServerProcess:
         "--allowed-local-media-path", str(media_dir), "--max-frames", "16", "--max-media-mb", str(MAX_MEDIA_MB),
         "--max-media-per-request", "3", "--api-key", API_KEY, OTHER_KEY, "--enable-sglang-metrics",
         "--default-num-frames", "4", "--default-max-tokens", "16",
+    ], log)
+    try:
+        yield proc.wait_ready()
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def limits_server(tmp_path_factory) -> ServerProcess:
+    """A key-less server with small transport limits: one slot, one place in line, short deadlines; media
+    hosts on loopback allowed; "aurora.test" among its allowed Host names."""
+    log = tmp_path_factory.mktemp("logs") / "limits.log"
+    proc = ServerProcess([
+        "--max-concurrency", "1", "--max-queue", "1", "--body-timeout", str(LIMITS["body"]),
+        "--body-idle-timeout", str(LIMITS["idle"]), "--header-timeout", str(LIMITS["header"]),
+        "--allow-media-hosts", "127.0.0.1/32", "--allowed-hosts", "aurora.test", "--default-max-tokens", "4",
     ], log)
     try:
         yield proc.wait_ready()

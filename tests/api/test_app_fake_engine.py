@@ -14,12 +14,14 @@ from aurora_serve.config import parse_settings
 from tests.api.schemas import validate
 from tests.support.fake_engine import FakeEngine
 
+LOCAL = "http://127.0.0.1"  # a key-less server answers loopback Hosts (TestClient's default is "testserver")
+
 
 @pytest.fixture()
 def client():
     FakeEngine.gate, FakeEngine.fail_start = None, False
     app = create_app(parse_settings([], environ={}), engine_factory=FakeEngine)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         _wait(lambda: c.get("/ready").status_code == 200)
         yield c
 
@@ -69,7 +71,7 @@ def test_failure_after_the_200_is_one_error_event_then_done(client, script):
     assert len(errors) == 1 and chunks[-1] is errors[0]
     validate("ErrorResponse", errors[0])
     engine = client.app.state.lifecycle.engine
-    assert client.app.state.serving.admission.in_flight == 0
+    assert client.app.state.admission.in_flight == 0
     assert len(engine.aborted) == (1 if script == "raise-mid" else 0)  # an engine abort is already over
 
 
@@ -83,7 +85,7 @@ def test_non_stream_engine_abort_is_an_envelope(client):
 def test_loading_then_ready():
     FakeEngine.gate, FakeEngine.fail_start = threading.Event(), False
     app = create_app(parse_settings([], environ={}), engine_factory=FakeEngine)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         assert c.get("/health").status_code == 200
         r = c.get("/ready")
         assert r.status_code == 503 and r.json()["error"]["code"] == "loading"
@@ -98,7 +100,16 @@ def test_loading_then_ready():
 def test_failed_start_is_unhealthy():
     FakeEngine.gate, FakeEngine.fail_start = None, True
     app = create_app(parse_settings([], environ={}), engine_factory=FakeEngine)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         _wait(lambda: c.get("/health").status_code == 503)
         assert c.get("/ready").json()["error"]["code"] == "failed"
     FakeEngine.fail_start = False
+
+
+def test_docs_pages_only_when_enabled():
+    """FastAPI's /docs and /redoc load Swagger UI / ReDoc from a CDN: off by default, on with --enable-docs."""
+    for argv, status in (([], 404), (["--enable-docs"], 200)):
+        app = create_app(parse_settings(argv, environ={}), engine_factory=FakeEngine)
+        with TestClient(app, base_url=LOCAL) as c:
+            assert c.get("/docs").status_code == status and c.get("/redoc").status_code == status
+            assert c.get("/openapi.json").status_code == 200

@@ -1,4 +1,4 @@
-"""A second server with other flags: media hosts allowed on loopback, one request at a time, a drain.
+"""A second server with other flags: media hosts allowed on loopback, one request at a time (no line), a drain.
 
 Runs in file order; the last test sends SIGTERM and checks the graceful shutdown.
 """
@@ -21,8 +21,8 @@ pytestmark = pytest.mark.engine
 @pytest.fixture(scope="module")
 def server2(tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "server2.log"
-    proc = ServerProcess(["--allow-media-hosts", "127.0.0.1/32", "--max-concurrency", "1", "--drain-timeout", "60",
-                          "--default-num-frames", "2", "--media-max-redirects", "3"], log)
+    proc = ServerProcess(["--allow-media-hosts", "127.0.0.1/32", "--max-concurrency", "1", "--max-queue", "0",
+                          "--drain-timeout", "60", "--default-num-frames", "2", "--media-max-redirects", "3"], log)
     try:
         yield proc.wait_ready()
     finally:

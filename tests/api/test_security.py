@@ -25,7 +25,8 @@ def test_loopback_media_host_is_refused_and_never_contacted(http, media_host, ho
 
 
 def test_private_and_metadata_addresses_are_refused(http):
-    for url in ("http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/clip.mp4", "http://[::1]/clip.mp4"):
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/clip.mp4", "http://[::1]/clip.mp4",
+                "http://[fec0::1]/clip.mp4", "http://[64:ff9b:1::a00:1]/clip.mp4"):
         r = http.post("/v1/captions", json={"url": url})
         assert r.status_code == 400, (url, r.text)
         validate("ErrorResponse", r.json())
@@ -47,3 +48,12 @@ def test_api_keys(server, http):
     assert r.status_code == 401
     for path in ("/health", "/ready", "/metrics", "/openapi.json"):  # operational routes stay open
         assert httpx.get(server.base + path).status_code == 200, path
+
+
+def test_with_api_keys_any_host_and_origin_may_call(server):
+    """The Host/Origin guard is for key-less servers: with keys, the key decides (behind any ingress name)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {API_KEY}", "Host": "aurora.example.com", "Origin": "https://app.example"}
+    body = {"model": "auroracap", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(server.base + "/v1/chat/completions", json=body, headers=headers, timeout=120).status_code == 200

@@ -238,6 +238,23 @@ def test_kubernetes_wiring():
     assert kustomized == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
 
 
+def test_key_less_server_answers_the_names_it_is_reached_by():
+    """The API key Secret is optional, so the Host guard must let through the Ingress host and the Service's
+    in-cluster names (a host renamed in ingress.yaml alone would turn every request into a 403)."""
+    from aurora_serve.api.hosts import allowed_names, host_allowed
+
+    m = manifests()
+    settings = _settings(m["ConfigMap"]["data"])
+    allowed = allowed_names(settings.allowed_hosts, settings.host)
+    namespace = yaml.safe_load((K8S / "kustomization.yaml").read_text())["namespace"]
+    service = m["Service"]["metadata"]["name"]
+    names = [rule["host"] for rule in m["Ingress"]["spec"]["rules"]]
+    names += [service, *(f"{service}.{namespace}{tail}" for tail in ("", ".svc", ".svc.cluster.local"))]
+    for name in names:
+        assert host_allowed(f"{name}:80", allowed), name
+    assert not host_allowed("evil.example", allowed)
+
+
 def test_drain_fits_the_grace_period():
     c, data = container(), manifests()["ConfigMap"]["data"]
     pre_stop = int(c["lifecycle"]["preStop"]["exec"]["command"][-1])

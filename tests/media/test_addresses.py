@@ -38,12 +38,21 @@ from aurora_serve.media.addresses import check_address, parse_allow_hosts
         # CGNAT (RFC 6598) is refused: not globally routable, and Alibaba Cloud's metadata is 100.100.100.200.
         ("100.64.0.1", "not globally routable"),
         ("100.100.100.200", "not globally routable"),
+        # Refused by name, whatever this Python's ipaddress says (its classification changed in 3.11.10/3.12.4):
+        ("fec0::1", "site-local"),  # deprecated site-local fec0::/10: Python calls it global
+        ("feff:ffff::1", "site-local"),
+        ("64:ff9b:1::a00:1", "local-use NAT64"),  # RFC 8215: into the operator's own IPv4 space
+        ("2001:db8::1", "documentation"),
+        ("3fff::1", "documentation"),  # RFC 9637 (2024): Python 3.11 calls it global
         ("8.8.8.8", None),
         ("93.184.216.34", None),
         ("2001:4860::", None),
         ("2606:4700:4700::1111", None),
         ("::ffff:8.8.8.8", None),  # judged by the IPv4 address it carries
         ("2002:808:808::1", None),
+        ("febf:ffff::1", "link-local"),  # just below fec0::/10: still judged as before
+        ("ff00::1", "multicast"),
+        ("64:ff9b:2::1", "reserved"),
     ],
 )
 def test_check_address(address, reason):

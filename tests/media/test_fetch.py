@@ -237,10 +237,23 @@ def test_declared_content_length_over_cap(server):
     assert time.monotonic() - started < 2.0
 
 
-def test_gzip_body_counted_decoded(server):
-    with pytest.raises(MediaTooLargeError):
+def test_gzip_bomb_is_refused_without_inflating_it(server):
+    """8 MiB of zeros gzipped to 8 KiB: refused by its Content-Encoding (it used to be inflated, then counted)."""
+    with pytest.raises(MediaFetchError, match="Content-Encoding 'gzip'"):
         fetch(server.url("/gzip-bomb"), FetchLimits(allow_hosts=("127.0.0.1/32",), max_bytes=MiB))
     assert fetch(server.url("/small")) == BODY
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd", "x-gzip", "gzip, identity"])
+def test_encoded_bodies_are_refused(server, encoding):
+    # the body is plain bytes labelled as encoded: decoding it would fail differently, so the match shows
+    # it was refused on the header, before any decoding
+    with pytest.raises(MediaFetchError, match="Content-Encoding"):
+        fetch(server.url(f"/encoded?as={encoding}"))
+
+
+def test_identity_encoding_is_accepted(server):
+    assert fetch(server.url("/encoded?as=identity")) == BODY
 
 
 def test_lying_content_length(server):

@@ -37,6 +37,7 @@ class FakeEngine:
             raise RuntimeError("no weights")
         self.settings = settings
         self.tokenizer = FakeTokenizer()
+        self.context_length = 4096
         self.spec = AuroraSpec(vision=VisionConfig(), text_hidden_size=64, image_token_id=0)
         self.aborted: list[str] = []
         self._frames: dict[str, dict[str, list[int]]] = {}

@@ -80,6 +80,9 @@ class Handler(BaseHTTPRequestHandler):
     def route_gzip_bomb(self, parts):
         self.send(200, gzip.compress(b"\0" * (8 * MiB)), headers=[("Content-Encoding", "gzip")])
 
+    def route_encoded(self, parts):  # /encoded?as=<Content-Encoding>: the body as sent, labelled as asked
+        self.send(200, BODY, headers=[("Content-Encoding", parse_qs(parts.query)["as"][0])])
+
     def route_chunked_huge(self, parts):  # 64 MiB in 64 KiB chunks; records how far it got
         stats = self.server.stats
         self.send_response(200)
@@ -136,6 +139,16 @@ class Server(ThreadingHTTPServer):
         return f"{scheme}://{host or self.server_address[0]}:{self.port}{path}"
 
 
+class _Unread(httpx.AsyncByteStream):
+    """A body not read yet, as a real transport returns it (``content=`` would be read at once)."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+
+    async def __aiter__(self):
+        yield self.body
+
+
 class GuardTransport(httpx.AsyncBaseTransport):
     """Records every request; forwards loopback ones, answers any other address itself (no traffic)."""
 
@@ -146,7 +159,8 @@ class GuardTransport(httpx.AsyncBaseTransport):
         self.requests.append(request)
         if check_address(request.url.host) == "loopback":
             return await self.inner.handle_async_request(request)
-        return httpx.Response(200, content=b"answered in-process for " + request.url.host.encode())
+        body = b"answered in-process for " + request.url.host.encode()
+        return httpx.Response(200, headers={"Content-Length": str(len(body))}, stream=_Unread(body))
 
     async def aclose(self):
         await self.inner.aclose()
