@@ -28,8 +28,8 @@ from sglang.srt.utils import add_prefix
 from aurora_serve.ckpt.layout import iter_safetensors
 from aurora_serve.model.spec import AuroraOverride, AuroraSpec
 from aurora_serve.model.token_count import merge_r
-from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower
-from aurora_serve.model.weights import check_keys, expected_llm_keys, map_key
+from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower, encode_items
+from aurora_serve.model.weights import check_keys, copy_param, expected_llm_keys, map_key
 
 logger = logging.getLogger(__name__)
 
@@ -81,21 +81,10 @@ class AuroraCapForConditionalGeneration(nn.Module):
     # --- vision ---------------------------------------------------------------------------------------
     def _encode_items(self, items: list[MultimodalDataItem]) -> torch.Tensor:
         """Encode every frame of every item, frames grouped by r across items, outputs in item order."""
-        param = self.projector.linear_1.weight
-        frames_per_item = [self._pixels(item) for item in items]
         rs = [merge_r(item.aurora_media.token_kept_ratio, **self._geometry()) for item in items]
-        outputs: list[torch.Tensor | None] = [None] * len(items)
-        for r in sorted(set(rs)):
-            idx = [i for i, ri in enumerate(rs) if ri == r]
-            pixels = torch.cat([frames_per_item[i] for i in idx]).to(param.device, param.dtype)
-            feats = torch.cat(
-                [
-                    self.projector(self.vision_tower(chunk, r, self.merge_backend))
-                    for chunk in pixels.split(MAX_FRAMES_PER_VISION_FORWARD)
-                ]
-            )
-            for i, part in zip(idx, feats.split([frames_per_item[i].shape[0] for i in idx])):
-                outputs[i] = part.reshape(-1, part.shape[-1])
+        feats = encode_items(self.vision_tower, self.projector, [self._pixels(item) for item in items], rs,
+                             self.merge_backend, MAX_FRAMES_PER_VISION_FORWARD)
+        outputs = [f.reshape(-1, f.shape[-1]) for f in feats]
         for item, out in zip(items, outputs):
             expected = sum(end - start + 1 for start, end in item.offsets)
             if out.shape[0] != expected:
@@ -141,7 +130,7 @@ class AuroraCapForConditionalGeneration(nn.Module):
                         loaded.add(name)
                         yield name[15:], tensor
                     elif name in own:
-                        _copy_param(own[name], tensor, key)
+                        copy_param(own[name], tensor, key)
                         loaded.add(name)
                     else:
                         unexpected.append(key)
@@ -149,12 +138,6 @@ class AuroraCapForConditionalGeneration(nn.Module):
         self.language_model.load_weights(llm_weights())
         expected = set(own) | {"language_model." + k for k in llm_expected}
         check_keys(expected, loaded, unexpected, self.model_dir or "")
-
-def _copy_param(param: torch.Tensor, tensor: torch.Tensor, key: str) -> None:
-    if tuple(param.shape) != tuple(tensor.shape):
-        raise ValueError(f"checkpoint tensor {key} has shape {tuple(tensor.shape)}, model expects {tuple(param.shape)}")
-    with torch.no_grad():
-        param.copy_(tensor.to(param.dtype))
 
 
 EntryClass = [AuroraCapForConditionalGeneration]
