@@ -3,6 +3,8 @@ save_pretrained round trips, dtype and buffers, and loud errors."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -15,7 +17,7 @@ from tests.support.checkpoints import hf_fork_copy
 
 
 def state(model) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.state_dict().items()}
+    return dict(model.state_dict())
 
 
 def test_both_layouts_load_the_same_weights(hf_xtuner, tiny_hf):
@@ -64,8 +66,6 @@ def test_fp16_load_keeps_fp32_rotary_frequencies(hf_xtuner, tiny_xtuner):
 
 
 def test_missing_and_unexpected_keys_are_named(tiny_xtuner, tmp_path):
-    import shutil
-
     broken = tmp_path / "broken"
     shutil.copytree(tiny_xtuner, broken)
     weights = load_file(str(broken / "projector" / "model.safetensors"))

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from aurora_serve.hf import AuroraProcessor
+from aurora_serve.media.decode import load_frames
 from aurora_serve.media.preprocess import clip_preprocess
 from aurora_serve.media.sampling import sample_indices
 from tests.hf.conftest import IMAGE_PROMPT, VIDEO_PROMPT, chat
 from tests.mediagen import make_video
-from aurora_serve.media.decode import load_frames
 
 
 def upstream_ids(tokenizer, frames: int, prompt: str, placeholder: int) -> list[int]:
