@@ -2,11 +2,14 @@
 # What issue 4 needs from a lent GPU, in as few device calls as possible. The device machine runs this in the
 # repository root with its own python3 (torch + triton; no sglang, no venv, no network):
 #
-#   bash benchmarks/gpu_session.sh [tests] [resources] [tome] [sweep] [vision]   # no argument: all but sweep
+#   bash benchmarks/gpu_session.sh [tests] [resources] [tome] [sweep] [vision] [e2e_hf]
+#   # no argument: all but sweep and e2e_hf
 #
 # Stages: `tests` runs tests/kernels natively on CUDA (not the interpreter); `resources` is the compiler's
 # report with the device's own Triton (benchmarks.kernel_resources); `tome` runs benchmarks.bench_tome; `sweep`
-# times bench_tome's launch-configuration variants (fp16, F in {1, 8}); `vision` runs benchmarks.bench_vision.
+# times bench_tome's launch-configuration variants (fp16, F in {1, 8}); `vision` runs benchmarks.bench_vision;
+# `e2e_hf` runs benchmarks.bench_e2e_hf (the full-size model through the transformers API, random weights:
+# ~14 GB of GPU memory and a few minutes, so it runs only when named).
 # Each runs as `python -m` from the repository root, which puts the root on sys.path: aurora_serve and the
 # benchmarks package import from the checkout with nothing installed and no PYTHONPATH. Everything lands under
 # $OUT (the device tool's return folder; here benchmarks/results/gpu-session when OUT is unset): env.txt, one log
@@ -70,8 +73,12 @@ for stage in "${stages[@]}"; do
             "$PY" -m benchmarks.bench_vision "${smoke[@]}" --out "$OUT/bench_vision_$device.json" > "$OUT/bench_vision.log" 2>&1
             rc=$?
             line=$(grep -E '^(triton|reference) +0\.2 ' "$OUT/bench_vision.log" | tr -s ' \n' ' ') ;;
+        e2e_hf)
+            "$PY" -m benchmarks.bench_e2e_hf "${smoke[@]}" --out "$OUT/bench_e2e_hf_$device.json" > "$OUT/bench_e2e_hf.log" 2>&1
+            rc=$?
+            line=$(grep -E '^(triton|reference) +0\.2 |^target:' "$OUT/bench_e2e_hf.log" | tr -s ' \n' ' ') ;;
         *)
-            echo "unknown stage $stage (expected tests, resources, tome, sweep or vision)" >&2
+            echo "unknown stage $stage (expected tests, resources, tome, sweep, vision or e2e_hf)" >&2
             exit 2 ;;
     esac
     [ "$rc" -ne 0 ] && failed=1

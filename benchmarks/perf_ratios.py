@@ -3,7 +3,7 @@ tiny model on CPU):
 
   A  throughput through the server at concurrency 16  ÷  a sequential batch-1 plain-PyTorch pipeline
      (upstream ``inference.py`` style: PyAV decode from frame 0, CLIP preprocessing, vision tower + projector,
-     Hugging Face ``LlamaForCausalLM`` greedy loop; built as tests/oracle.py builds it)      target >= 8
+     Hugging Face ``LlamaForCausalLM`` greedy loop; the pieces of aurora_serve.hf)      target >= 8
   B  TTFT of a repeated video  ÷  TTFT of its first request (sequential requests)             target <= 0.2
   C  throughput through the HTTP server  ÷  direct ``Engine.async_generate`` (streamed), same
      workload and concurrency                                                                 target >= 0.95

@@ -1,9 +1,9 @@
 """The sequential, batch-1, plain-PyTorch AuroraCap pipeline of upstream ``inference.py`` (perf_ratios' baseline).
 
 PyAV decode from frame 0 up to the last sampled frame (``decode_video(strategy="sequential")``, the reference
-reader's way), CLIP preprocessing, vision tower + projector, one frame's features spliced at each ``<image>``,
-Hugging Face ``LlamaForCausalLM`` prefill and a greedy loop with its KV cache — built as tests/oracle.py builds
-it, independent of SGLang. Greedy to exactly ``max_tokens`` (no EOS stop), like the served runs' ``ignore_eos``.
+reader's way), CLIP preprocessing, vision tower + projector, one frame's features spliced at each frame's span,
+Hugging Face ``LlamaForCausalLM`` prefill and a greedy loop with its KV cache — the pieces of the transformers
+API (``aurora_serve.hf``, also the parity oracle), stage by stage, independent of SGLang. Greedy to exactly ``max_tokens`` (no EOS stop), like the served runs' ``ignore_eos``.
 """
 
 from __future__ import annotations
@@ -20,31 +20,30 @@ from .loadgen import PROMPT
 def baseline(model_dir: Path, items, num_frames: int, ratio: float, max_tokens: int, n: int) -> dict:
     """``n`` of ``items`` one after another, batch 1, upstream semantics (the last item warms up, uncounted);
     mean seconds per stage and CPU-seconds per request."""
+    from aurora_serve.hf import AuroraForConditionalGeneration, AuroraProcessor
     from aurora_serve.media.decode import decode_video
-    from aurora_serve.media.preprocess import clip_preprocess
-    from tests.oracle import IMAGE_TOKEN_INDEX, Oracle
 
-    oracle = Oracle(model_dir)
-    text = "USER: " + " ".join(["<image>"] * num_frames) + "\n" + PROMPT + " ASSISTANT:"
+    processor = AuroraProcessor.from_pretrained(model_dir)
+    model = AuroraForConditionalGeneration.from_pretrained(model_dir)
+    parts = [{"type": "video"}, {"type": "text", "text": PROMPT}]
+    text = processor.apply_chat_template([{"role": "user", "content": parts}], add_generation_prompt=True)
+    llm = model.language_model
 
     @torch.no_grad()
     def one(data: bytes) -> dict:
         t = [time.perf_counter()]
         frames = decode_video(data, num_frames, strategy="sequential")  # from frame 0, as upstream
         t.append(time.perf_counter())
-        pixels = clip_preprocess(frames)
+        inputs = processor(videos=frames, text=text)  # CLIP preprocessing (and the prompt's few tokens)
         t.append(time.perf_counter())
-        feats = oracle.encode_frames(pixels, ratio)
+        feats = model.get_media_features(inputs["pixel_values"], ratio)
         t.append(time.perf_counter())
-        embed, pieces, frame = oracle.llm.get_input_embeddings(), [], 0
-        for tid in oracle.tokenize(text):
-            pieces.append(feats[frame] if tid == IMAGE_TOKEN_INDEX else embed(torch.tensor([tid])))
-            frame += tid == IMAGE_TOKEN_INDEX
-        out = oracle.llm(inputs_embeds=torch.cat(pieces).unsqueeze(0), use_cache=True)
+        ids, mask, _ = model.expand_inputs(inputs["input_ids"], inputs["attention_mask"], len(frames), ratio)
+        out = llm(inputs_embeds=model.embed_inputs(ids, mask, feats), use_cache=True)
         t.append(time.perf_counter())
         for _ in range(max_tokens - 1):  # greedy, ignore_eos like the served runs
             nxt = out.logits[0, -1].argmax().view(1, 1)
-            out = oracle.llm(input_ids=nxt, past_key_values=out.past_key_values, use_cache=True)
+            out = llm(input_ids=nxt, past_key_values=out.past_key_values, use_cache=True)
         t.append(time.perf_counter())
         names = ("decode_sequential", "preprocess", "vision", "prefill", "decode_tokens")
         return {name: t[i + 1] - t[i] for i, name in enumerate(names)} | {"total": t[-1] - t[0]}

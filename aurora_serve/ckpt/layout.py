@@ -78,18 +78,34 @@ def sglang_overrides(model_dir: Path, layout: str, runtime: ModelRuntime = Model
     aurora: dict = {"layout": layout, "model_dir": str(model_dir), "runtime": runtime}
     if layout == "xtuner":
         aurora["vision_config"] = json.loads((model_dir / "visual_encoder" / "config.json").read_text())
-        needs_placeholder = True  # the Llama config names no placeholder
+        aurora["image_token_id"] = image_token_id(model_dir, None)
     else:
         config = json.loads((model_dir / "config.json").read_text())
         aurora = {**config.get("aurora", {}), **aurora}
-        token_index = config.get("image_token_index")
-        # the fork's -200 sentinel is no vocabulary id
-        needs_placeholder = "image_token_id" not in aurora and (not isinstance(token_index, int) or token_index < 0)
-    if needs_placeholder:
+        if "image_token_id" not in aurora and config_token_id(config) is None:
+            aurora["image_token_id"] = image_token_id(model_dir, config)
+    return {"architectures": [ARCH], "aurora": AuroraOverride.from_dict(aurora).to_dict()}
+
+
+def config_token_id(config: dict | None) -> int | None:
+    """An HF config's ``image_token_index`` when it is a vocabulary id; None for the fork's -200 sentinel, a
+    missing index, or no HF config at all (the xtuner layout's Llama config names no placeholder)."""
+    index = (config or {}).get("image_token_index")
+    return index if isinstance(index, int) and index >= 0 else None
+
+
+def image_token_id(model_dir: Path, config: dict | None, tokenizer=None) -> int:
+    """The visual placeholder id of a checkpoint: the HF config's index when usable (``config_token_id``),
+    else the tokenizer's (``placeholder_id``; ``tokenizer`` or the checkpoint's). One rule for the SGLang
+    model and the transformers API (``aurora_serve.hf``)."""
+    token_id = config_token_id(config)
+    if token_id is not None:
+        return token_id
+    if tokenizer is None:
         from transformers import AutoTokenizer
 
-        aurora["image_token_id"] = placeholder_id(AutoTokenizer.from_pretrained(str(model_dir)))
-    return {"architectures": [ARCH], "aurora": AuroraOverride.from_dict(aurora).to_dict()}
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    return placeholder_id(tokenizer)
 
 
 def llava_view(model_dir: Path) -> Path | None:

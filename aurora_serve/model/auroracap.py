@@ -30,8 +30,8 @@ from aurora_serve.ckpt.layout import iter_safetensors
 from aurora_serve.model import stage_metrics
 from aurora_serve.model.spec import AuroraOverride, AuroraSpec
 from aurora_serve.model.token_count import merge_r
-from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower, normalise_crops
-from aurora_serve.model.weights import check_keys, expected_llm_keys, map_key
+from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower, encode_items
+from aurora_serve.model.weights import check_keys, copy_param, expected_llm_keys, map_key
 
 logger = logging.getLogger(__name__)
 
@@ -90,28 +90,12 @@ class AuroraCapForConditionalGeneration(nn.Module):
         """Encode every frame of every item, frames grouped by r across items, outputs in item order."""
         device = self.projector.linear_1.weight.device
         merges = self._timers["merge"].spans(device)
-        with self._timers["vision"].time(device):
-            out = self._encode(items, merges.span)
-        merges.done()
-        return out
-
-    def _encode(self, items: list[MultimodalDataItem], merge_span) -> torch.Tensor:
-        param = self.projector.linear_1.weight
-        frames_per_item = [self._pixels(item) for item in items]
         rs = [merge_r(item.aurora_media.token_kept_ratio, **self._geometry()) for item in items]
-        outputs: list[torch.Tensor | None] = [None] * len(items)
-        for r in sorted(set(rs)):
-            idx = [i for i, ri in enumerate(rs) if ri == r]
-            crops = torch.cat([frames_per_item[i] for i in idx]).to(param.device)  # uint8 across the bus
-            feats = torch.cat(
-                [
-                    self.projector(self.vision_tower(normalise_crops(chunk).to(param.dtype), r, self.merge_backend,
-                                                     merge_span))
-                    for chunk in crops.split(MAX_FRAMES_PER_VISION_FORWARD)
-                ]
-            )
-            for i, part in zip(idx, feats.split([frames_per_item[i].shape[0] for i in idx])):
-                outputs[i] = part.reshape(-1, part.shape[-1])
+        with self._timers["vision"].time(device):
+            feats = encode_items(self.vision_tower, self.projector, [self._pixels(item) for item in items], rs,
+                                 self.merge_backend, MAX_FRAMES_PER_VISION_FORWARD, merges.span)
+        merges.done()
+        outputs = [f.reshape(-1, f.shape[-1]) for f in feats]
         for item, out in zip(items, outputs):
             expected = sum(end - start + 1 for start, end in item.offsets)
             if out.shape[0] != expected:
@@ -157,7 +141,7 @@ class AuroraCapForConditionalGeneration(nn.Module):
                         loaded.add(name)
                         yield name[15:], tensor
                     elif name in own:
-                        _copy_param(own[name], tensor, key)
+                        copy_param(own[name], tensor, key)
                         loaded.add(name)
                     else:
                         unexpected.append(key)
@@ -165,12 +149,6 @@ class AuroraCapForConditionalGeneration(nn.Module):
         self.language_model.load_weights(llm_weights())
         expected = set(own) | {"language_model." + k for k in llm_expected}
         check_keys(expected, loaded, unexpected, self.model_dir or "")
-
-def _copy_param(param: torch.Tensor, tensor: torch.Tensor, key: str) -> None:
-    if tuple(param.shape) != tuple(tensor.shape):
-        raise ValueError(f"checkpoint tensor {key} has shape {tuple(tensor.shape)}, model expects {tuple(param.shape)}")
-    with torch.no_grad():
-        param.copy_(tensor.to(param.dtype))
 
 
 EntryClass = [AuroraCapForConditionalGeneration]

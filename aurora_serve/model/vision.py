@@ -142,3 +142,37 @@ class AuroraProjector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_2(F_.gelu(self.linear_1(x)))
+
+
+def encode_items(
+    tower: AuroraVisionTower,
+    projector: AuroraProjector,
+    pixels: list[torch.Tensor],
+    rs: list[int],
+    merge_backend: str = "auto",
+    max_frames_per_forward: int = 32,
+    merge_span: Callable[[], ContextManager] = contextlib.nullcontext,
+) -> list[torch.Tensor]:
+    """Projected features of several media items, each with its own r: item i's pixels, ``[F_i, 3, S, S]``
+    float or ``[F_i, S, S, 3]`` uint8 crops (normalised here, on the model's device) → ``[F_i,
+    tokens_per_frame(r_i), text hidden]``, in item order.
+
+    Frames of every item that share an r run through the tower together (one batch per distinct r, split
+    into forwards of at most ``max_frames_per_forward`` frames to bound activation memory).
+    """
+    if len(pixels) != len(rs):
+        raise ValueError(f"{len(pixels)} items but {len(rs)} merge counts")
+    param = projector.linear_1.weight
+
+    def values(chunk: torch.Tensor) -> torch.Tensor:
+        return (normalise_crops(chunk) if chunk.dtype == torch.uint8 else chunk).to(param.dtype)
+
+    outputs: list[torch.Tensor | None] = [None] * len(pixels)
+    for r in sorted(set(rs)):
+        idx = [i for i, ri in enumerate(rs) if ri == r]
+        batch = torch.cat([pixels[i] for i in idx]).to(param.device)  # uint8 crops cross the bus as uint8
+        feats = torch.cat([projector(tower(values(chunk), r, merge_backend, merge_span))
+                           for chunk in batch.split(max_frames_per_forward)])
+        for i, part in zip(idx, feats.split([pixels[i].shape[0] for i in idx])):
+            outputs[i] = part
+    return outputs

@@ -10,6 +10,7 @@ Model parameter names (our SGLang class): ``language_model.{model.*, lm_head.wei
 | xtuner ``projector/`` | ``model.0.*`` / ``model.2.*`` | ``projector.linear_1.*`` / ``linear_2.*`` |
 | HF (LLaVA-HF, transformers 4) | ``language_model.model.*``, ``language_model.lm_head.*``, ``vision_tower.vision_model.*``, ``multi_modal_projector.linear_{1,2}.*`` | same as above |
 | HF (transformers 5 LLaVA) | ``model.language_model.*``, ``lm_head.*``, ``model.vision_tower.vision_model.*``, ``model.multi_modal_projector.*`` | same as above |
+| HF (``aurora_serve.hf`` ``save_pretrained``) | ours, as in the first line of this table | unchanged |
 
 Keys that are known and deliberately unused: the ``pos_emb`` alias, ``post_layernorm``, vision layers past
 the feature layer, rotary caches.
@@ -18,6 +19,8 @@ the feature layer, rotary caches.
 from __future__ import annotations
 
 import re
+
+import torch
 
 from aurora_serve.errors import ModelLoadError
 
@@ -38,6 +41,9 @@ def map_key(key: str, source: str, vision_layers_run: int) -> str | None:
             ("vision_tower.vision_model.", "vision_tower."),
             ("model.multi_modal_projector.", "projector."),
             ("multi_modal_projector.", "projector."),
+            # our own names (what aurora_serve.hf's save_pretrained writes)
+            ("vision_tower.", "vision_tower."),
+            ("projector.", "projector."),
         ):
             if key.startswith(old):
                 key, source = new + key[len(old):], "mapped"
@@ -89,3 +95,11 @@ def check_keys(expected: set[str], loaded: set[str], unexpected: list[str], wher
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected: {', '.join(sorted(unexpected)[:20])}")
     raise ModelLoadError(f"checkpoint {where} does not match the AuroraCap model — " + "; ".join(parts))
+
+
+def copy_param(param: torch.Tensor, tensor: torch.Tensor, key: str) -> None:
+    """Copy checkpoint ``tensor`` (named ``key``) into ``param``, cast to its dtype; a shape mismatch is an error."""
+    if tuple(param.shape) != tuple(tensor.shape):
+        raise ValueError(f"checkpoint tensor {key} has shape {tuple(tensor.shape)}, model expects {tuple(param.shape)}")
+    with torch.no_grad():
+        param.copy_(tensor.to(param.dtype))

@@ -12,19 +12,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 # The device machine has torch and triton but no sglang, no web stack and no PyAV: refuse those imports.
+NOT_ON_THE_DEVICE = ("sglang", "sgl_kernel", "fastapi", "uvicorn", "av", "decord", "schemathesis")
 BLOCKER = """
 import sys
 class _NotOnTheDevice:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("sglang", "sgl_kernel", "fastapi", "uvicorn", "av", "decord", "schemathesis"):
-            raise ImportError(f"{name} is not installed on the device machine")
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"{{name}} is not installed on the device machine")
 sys.meta_path.insert(0, _NotOnTheDevice())
 """
 
 
-def run_session(tmp_path: Path, *stages: str, python: str = sys.executable) -> subprocess.CompletedProcess:
+def run_session(tmp_path: Path, *stages: str, python: str = sys.executable,
+                blocked: tuple[str, ...] = NOT_ON_THE_DEVICE) -> subprocess.CompletedProcess:
     (tmp_path / "block").mkdir()
-    (tmp_path / "block" / "sitecustomize.py").write_text(BLOCKER)
+    (tmp_path / "block" / "sitecustomize.py").write_text(BLOCKER.format(blocked=blocked))
     env = {**os.environ, "GPU_SESSION_SMOKE": "1", "OUT": str(tmp_path / "out"), "PYTHON": python,
            "PYTHONPATH": str(tmp_path / "block")}
     return subprocess.run(["bash", "benchmarks/gpu_session.sh", *stages], cwd=REPO, env=env, capture_output=True,
@@ -47,6 +49,21 @@ def test_all_stages_run_without_sglang(tmp_path):
     assert [row["token_kept_ratio"] for row in vision["agreement"]] == [1.0, 0.5, 0.2, 0.1]
     assert "18 kernel configurations without spills" in summary[1]
     assert "reference 0.2 171 " in summary[3]  # tokens per frame at ρ = 0.2
+
+
+def test_e2e_hf_stage_runs_without_sglang_av_or_pillow(tmp_path):
+    """The transformers-API benchmark synthesises frames and token ids: it needs neither a decoder nor Pillow
+    (which the device machine may lack)."""
+    proc = run_session(tmp_path, "e2e_hf", blocked=NOT_ON_THE_DEVICE + ("PIL",))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = proc.stdout.splitlines()[-1]
+    assert summary.startswith("e2e_hf: exit 0 in ") and "reference 0.2 171 " in summary, summary
+    report = json.loads((tmp_path / "out" / "bench_e2e_hf_cpu.json").read_text())
+    assert [(r["backend"], r["token_kept_ratio"]) for r in report["rows"]] == [("reference", rho) for rho in (1.0, 0.5, 0.2, 0.1)]
+    # one frame in smoke mode: F + 18 = 19 text tokens (auroracap.md §7.1) and one span
+    assert [r["prompt_tokens"] for r in report["rows"]] == [19 + n for n in (729, 388, 171, 109)]
+    assert [d["batch"] for d in report["decode"]] == [1, 2] and all(d["tokens_per_s"] > 0 for d in report["decode"])
+    assert report["env"]["command"].endswith("-m benchmarks.bench_e2e_hf --smoke --out " + str(tmp_path / "out" / "bench_e2e_hf_cpu.json"))
 
 
 def test_a_failing_stage_fails_the_session(tmp_path):

@@ -15,10 +15,10 @@ from safetensors.torch import load_file, save_file
 from aurora_serve.ckpt.layout import detect_layout, llava_view, resolve_model_dir, sglang_overrides, write_xtuner_from_hf
 from aurora_serve.errors import ModelLoadError
 from aurora_serve.media.decode import load_frames
-from aurora_serve.media.preprocess import clip_preprocess
 from aurora_serve.model.token_count import tokens_per_frame
 from tests.support.clips import make_video
 from tests.oracle import Oracle
+from tests.support.checkpoints import hf_fork_copy
 
 CLI = [sys.executable, "-m", "aurora_serve"]
 
@@ -28,17 +28,6 @@ def caption(model: Path | str, media: Path, *extra: str, env=None) -> subprocess
                  "--num-frm", "4", "--token-kept-ratio", "0.2", "--temperature", "0", "--top-p", "1",
                  "--max-new-tokens", "10", "--device", "cpu", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-
-
-def hf_fork_copy(tiny_hf: Path, dst: Path) -> Path:
-    """The HF layout as the authors' transformers fork declares it (auroracap.md §3.2): model_type ``aurora``,
-    which transformers does not know, the fork's architecture, its -200 sentinel and select strategy."""
-    shutil.copytree(tiny_hf, dst)
-    config = json.loads((dst / "config.json").read_text())
-    config.update(model_type="aurora", architectures=["AuroraForConditionalGeneration"], image_token_index=-200,
-                  vision_feature_select_strategy="full")
-    (dst / "config.json").write_text(json.dumps(config))
-    return dst
 
 
 @pytest.mark.engine
@@ -54,9 +43,8 @@ def test_caption_json_on_hf_layout_matches_oracle_on_xtuner_layout(tiny_xtuner, 
     assert not list(tmp.glob("aurora-llava-view-*"))  # the fork's config view is removed at shutdown
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     oracle = Oracle(tiny_xtuner)
-    pixels = clip_preprocess(load_frames(str(video), "video", 4))
-    ids, prompt_len = oracle.generate("USER: " + " ".join(["<image>"] * 4) + "\nDescribe the video in detail. ASSISTANT:",
-                                      [(pixels, 0.2)], 10)
+    frames = load_frames(str(video), "video", 4)
+    ids, prompt_len = oracle.generate("Describe the video in detail.", [("video", frames, 0.2)], 10)
     assert got["visual_tokens"] == 4 * tokens_per_frame(0.2)
     assert got["prompt_tokens"] == prompt_len
     assert got["completion_tokens"] == len(ids)
