@@ -95,13 +95,14 @@ def decode_pyav(source, sampling: Sampling, max_frames_total, threads, strategy,
     return np.stack([frames[i] for i in wanted])
 
 
-def video_times(source: Source) -> tuple[list[float], float]:
+def video_times(source: Source, budget: DecodeBudget | None = None) -> tuple[list[float], float]:
     """The timeline ``plan_frames`` samples on, by demuxing only: each frame's time in seconds (presentation
     order, frame 0 at 0) and the video's duration. For callers that plan windows before decoding."""
+    budget = budget or DecodeBudget()
     try:
         with open_container(source) as container:
-            stream = video_stream(container, 1)
-            index = _index_packets(container, stream)
+            stream = video_stream(container, 1, budget)
+            index = _index_packets(container, stream, budget)
             total = stream.frames if 0 < stream.frames <= index.count else index.count
             if total == 0:
                 raise MediaError("the video contains no video frames")
