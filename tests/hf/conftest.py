@@ -6,7 +6,7 @@ import pytest
 
 from aurora_serve.hf import AuroraForConditionalGeneration, AuroraProcessor
 from aurora_serve.media.decode import load_frames
-from tests.mediagen import make_image, make_video
+from tests.support.clips import make_image, make_video
 
 VIDEO_PROMPT = "Describe the video in detail."
 IMAGE_PROMPT = "Describe the image in detail."

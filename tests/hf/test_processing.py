@@ -13,7 +13,7 @@ from aurora_serve.media.decode import load_frames
 from aurora_serve.media.preprocess import clip_preprocess
 from aurora_serve.media.sampling import sample_indices
 from tests.hf.conftest import IMAGE_PROMPT, VIDEO_PROMPT, chat
-from tests.mediagen import make_video
+from tests.support.clips import make_video
 
 
 def upstream_ids(tokenizer, frames: int, prompt: str, placeholder: int) -> list[int]:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from aurora_serve.hf import AuroraForConditionalGeneration, AuroraProcessor
 from aurora_serve.media.decode import load_frames
-from tests.mediagen import make_image, make_video
+from tests.support.clips import make_image, make_video
 
 DEVICE = "cuda:0" if torch.cuda.is_available() else "cpu"
 MAX_NEW = {"image": 1024, "video": 1024 if torch.cuda.is_available() else 32}
