@@ -34,7 +34,8 @@ from aurora_serve.errors import AuroraError, InvalidRequestError
 logger = logging.getLogger(__name__)
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 429, 503)}
 SSE = {"text/event-stream": {"schema": {"type": "string", "description": "chat.completion.chunk events"}}}
-FORM_FIELDS = ("url", "prompt", "token_kept_ratio", "num_frames", "max_tokens", "temperature", "stream")
+FORM_FIELDS = ("url", "prompt", "token_kept_ratio", "num_frames", "fps", "max_frames", "start", "end", "max_tokens",
+               "temperature", "stream")
 
 
 def create_app(settings: ServerSettings, engine_factory=None, metrics: Metrics | None = None) -> FastAPI:

@@ -102,3 +102,29 @@ def test_failed_start_is_unhealthy():
         _wait(lambda: c.get("/health").status_code == 503)
         assert c.get("/ready").json()["error"]["code"] == "failed"
     FakeEngine.fail_start = False
+
+
+def test_continuous_usage_is_on_every_chunk_and_counts_up(client):
+    r = client.post("/v1/chat/completions", json=body("hi", stream=True, max_completion_tokens=3, ignore_eos=True,
+                                                      stream_options={"continuous_usage_stats": True}))
+    chunks = events(r)
+    for chunk in chunks:
+        validate("CreateChatCompletionStreamResponse", chunk)
+    assert [c["usage"]["completion_tokens"] for c in chunks] == [0, 1, 2, 3]  # no usage-only chunk without include
+    assert all(c["usage"]["total_tokens"] == 10 + c["usage"]["completion_tokens"] for c in chunks)
+
+
+def test_part_cap_and_frame_budget():
+    FakeEngine.gate, FakeEngine.fail_start = None, False
+    settings = parse_settings(["--max-frames", "8", "--max-frames-per-request", "10", "--max-media-per-request", "3"],
+                              environ={})
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    video = {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA", "num_frames": 8}}
+    with TestClient(create_app(settings, engine_factory=FakeEngine)) as c:
+        _wait(lambda: c.get("/ready").status_code == 200)
+        # four parts over the cap of three; then three parts asking for 8 + 1 + 8 frames, over the budget of 10
+        for content, code in [([image] * 4, "too_many_media"), ([video, image, video], "too_many_frames")]:
+            r = c.post("/v1/chat/completions", json={"model": "auroracap",
+                                                     "messages": [{"role": "user", "content": content}]})
+            assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+            assert r.json()["error"]["param"] == "messages"
