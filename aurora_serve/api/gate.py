@@ -13,7 +13,8 @@ import json
 from aurora_serve.api.metrics import Metrics
 from aurora_serve.errors import AuroraError, AuthenticationError, MediaTooLargeError
 
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/captions": "captions", "/v1/models": "models"}
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/captions": "captions",
+             "/v1/models": "models"}
 
 
 class Gate:

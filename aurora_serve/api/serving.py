@@ -30,6 +30,8 @@ from aurora_serve.api.protocol import (
     Delta, ResponseMessage, Usage,
 )
 from aurora_serve.api.engine_output import finish_reason_of, frames_in_order, text_deltas, usage_of
+from aurora_serve.api.response_events import ResponseWriter, response_events
+from aurora_serve.api.responses import CreateResponse, to_chat
 from aurora_serve.config import ServerSettings
 from aurora_serve.errors import AuroraError, InvalidRequestError, RateLimitError, ServiceUnavailableError
 
@@ -94,6 +96,26 @@ class Serving:
     async def caption(self, request: Request, body: CaptionRequest, upload: bytes | None) -> Any:
         """``POST /v1/captions``: the same path with a one-item prompt."""
         return await self._serve(request, "captions", lambda: self.builder.caption(body, upload), self._caption_response)
+
+    async def responses(self, request: Request, body: CreateResponse) -> Any:
+        """``POST /v1/responses``: the chat request it means, answered as a ``response`` (events when streamed)."""
+        writers: dict[str, ResponseWriter] = {}
+
+        async def build() -> Job:
+            chat, paths = to_chat(body)
+            job = await self.builder.chat(chat, bearer_token(request.scope), paths)
+            job.id = "resp_" + job.id.split("-", 1)[1]
+            writers[job.id] = ResponseWriter(body, job, self.settings.served_model_name)
+            return job
+
+        def respond(job: Job, out: dict) -> dict:
+            meta = out["meta_info"]
+            return writers[job.id].final(out.get("text") or "", finish_reason_of(meta), self._usage(job, meta))
+
+        def events(job: Job, first: dict, chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
+            return response_events(writers[job.id], first, chunks, lambda meta: self._usage(job, meta))
+
+        return await self._serve(request, "responses", build, respond, events)
 
     # --- one request ---------------------------------------------------------------------------------
     async def _serve(self, request: Request, endpoint: str, build: Callable[[], Awaitable[Job]],

@@ -104,6 +104,37 @@ def test_failed_start_is_unhealthy():
     FakeEngine.fail_start = False
 
 
+def response_events(response) -> list[dict]:
+    """A Responses stream: ``event: <type>`` then ``data: <json>`` per event, no [DONE]."""
+    names = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
+    data = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert names == [d["type"] for d in data]
+    for event in data:
+        validate("ResponseStreamEvent", event)
+    assert [d["sequence_number"] for d in data] == list(range(len(data)))
+    return data
+
+
+def test_a_responses_stream_that_fails_after_the_200_ends_with_error_then_failed(client):
+    r = client.post("/v1/responses", json={"model": "auroracap", "input": "raise-mid", "stream": True})
+    assert r.status_code == 200
+    data = response_events(r)
+    assert [d["type"] for d in data[-2:]] == ["error", "response.failed"]
+    assert data[-2]["message"] == "decoder died mid-stream" and data[-1]["response"]["status"] == "failed"
+    assert data[-1]["response"]["output"][0]["content"][0]["text"] == "Hello"  # what was sent before it failed
+    assert client.app.state.serving.admission.in_flight == 0
+    assert len(client.app.state.lifecycle.engine.aborted) == 1
+
+
+def test_a_response_cut_by_max_output_tokens_is_incomplete(client):
+    body = {"model": "auroracap", "input": "hi", "max_output_tokens": 3, "ignore_eos": True}
+    answer = client.post("/v1/responses", json=body).json()
+    validate("Response", answer)
+    assert answer["status"] == "incomplete" and answer["incomplete_details"] == {"reason": "max_output_tokens"}
+    data = response_events(client.post("/v1/responses", json={**body, "stream": True}))
+    assert data[-1]["type"] == "response.incomplete" and data[-1]["response"]["usage"]["output_tokens"] == 3
+
+
 def test_continuous_usage_is_on_every_chunk_and_counts_up(client):
     r = client.post("/v1/chat/completions", json=body("hi", stream=True, max_completion_tokens=3, ignore_eos=True,
                                                       stream_options={"continuous_usage_stats": True}))

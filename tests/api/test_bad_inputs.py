@@ -16,7 +16,7 @@ from tests.support.server import metric_values
 from tests.api.schemas import validate
 
 pytestmark = pytest.mark.engine
-CHAT, CAPTIONS = "/v1/chat/completions", "/v1/captions"
+CHAT, CAPTIONS, RESPONSES = "/v1/chat/completions", "/v1/captions", "/v1/responses"
 MIB = 1024 * 1024
 
 
@@ -145,6 +145,19 @@ def cases(m):
         ("caption-form-not-video", CAPTIONS, lambda: upload(m / "not_video.mp4"), 415),
         ("caption-fps-negative", CAPTIONS, {"json": {"url": clip, "fps": -1}}, 400),
         ("caption-form-start-abc", CAPTIONS, lambda: {**upload(m / "clip.mp4"), "data": {"start": "abc"}}, 400),
+        ("responses-tools", RESPONSES, {"json": {"model": "auroracap", "input": "hi", "tools": [{"type": "x"}]}}, 400),
+        ("responses-background", RESPONSES, {"json": {"model": "auroracap", "input": "hi", "background": True}}, 400),
+        ("responses-previous-id", RESPONSES, {"json": {"model": "auroracap", "input": "hi",
+                                                       "previous_response_id": "resp_1"}}, 400),
+        ("responses-input-file", RESPONSES, {"json": {"model": "auroracap", "input": [{"role": "user", "content": [
+            {"type": "input_file", "file_id": "file-1"}]}]}}, 400),
+        ("responses-function-output-item", RESPONSES, {"json": {"model": "auroracap", "input": [
+            {"type": "function_call_output", "call_id": "c", "output": "x"}]}}, 400),
+        ("responses-unknown-field", RESPONSES, {"json": {"model": "auroracap", "input": "hi", "tempreature": 1}}, 400),
+        ("responses-empty-input", RESPONSES, {"json": {"model": "auroracap", "input": []}}, 400),
+        ("responses-unknown-model", RESPONSES, {"json": {"model": "gpt-4o", "input": "hi"}}, 404),
+        ("stored-response", "/v1/responses/resp_1", {"method": "GET"}, 404),
+        ("unknown-model-retrieve", "/v1/models/gpt-4o", {"method": "GET"}, 404),
     ]
 
 
