@@ -151,7 +151,7 @@ class Serving:
                     raise _abort_error(reason)
                 if reason is not None:
                     done = True
-                    self._record(timer, meta)
+                    self._record(timer, job, meta)
                 yield chunk
             done = True
         finally:
@@ -160,8 +160,8 @@ class Serving:
             timer.release()
             self.admission.release()
 
-    def _record(self, timer: "_Timer", meta: dict) -> None:
-        usage = usage_of(meta)
+    def _record(self, timer: "_Timer", job: Job, meta: dict) -> None:
+        usage = self._usage(job, meta)  # also takes the engine's frame report, whoever else reads it
         timer.finished(usage.completion_tokens)
         self.metrics.visual_tokens.observe(usage.visual_tokens)
         self.metrics.cached_tokens.inc(usage.prompt_tokens_details.cached_tokens)
