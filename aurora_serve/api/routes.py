@@ -1,7 +1,8 @@
 """The FastAPI app: routes (thin: parse, one call to ``Serving``, respond), error envelopes, lifespan.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/captions``, ``GET /v1/models`` and
-``GET /v1/models/{id}`` (API keys apply under ``/v1``), and the unauthenticated operational ones: ``GET /health`` (liveness), ``GET /ready`` (503 while
+``GET /v1/models/{id}`` (API keys apply under ``/v1``; ``GET /v1/responses/{id}`` is always a 404: nothing is
+stored), and the unauthenticated operational ones: ``GET /health`` (liveness), ``GET /ready`` (503 while
 loading or draining), ``GET /metrics`` (Prometheus). Every failure before the 200 is an OpenAI error
 envelope ``{"error": {"message", "type", "param", "code"}}`` with its real status.
 """

@@ -26,7 +26,10 @@ CLOSING = ["response.output_text.done", "response.content_part.done", "response.
 def sent(openai_client):
     """The JSON bodies the SDK sends, recorded from its own HTTP client."""
     bodies: list[dict] = []
-    hook = lambda request: bodies.append(json.loads(request.content)) if request.method == "POST" else None  # noqa: E731
+    def hook(request):
+        if request.method == "POST":
+            bodies.append(json.loads(request.content))
+
     openai_client._client.event_hooks["request"].append(hook)
     yield bodies
     openai_client._client.event_hooks["request"].remove(hook)
