@@ -112,7 +112,8 @@ class ServerSettings:
     allow_media_hosts: tuple[str, ...] = ()
     max_media_mb: float = 64.0
     max_request_mb: float | None = None  # None → room for one max-size data: URL + 1 MiB
-    max_media_per_request: int = 4
+    max_frames_per_request: int = 0  # 0 → 4 × max_frames (four of the longest videos: the old 4-part limit)
+    max_media_per_request: int = 0  # 0 → no cap of its own: every part is at least one frame of the budget
     media_connect_timeout: float = 5.0
     media_timeout: float = 30.0
     media_max_redirects: int = 3
@@ -127,6 +128,11 @@ class ServerSettings:
     def max_data_url_bytes(self) -> int:
         """Length of a ``data:`` URL carrying ``max_media_bytes`` (base64 grows 4/3) plus its header."""
         return 4 * math.ceil(self.max_media_bytes / 3) + 256
+
+    @property
+    def frame_budget(self) -> int:
+        """Frames one request may ask for, over all its media (an image is one frame)."""
+        return self.max_frames_per_request or 4 * self.engine.media.max_frames
 
     @property
     def max_request_bytes(self) -> int:
@@ -235,7 +241,10 @@ OPTIONS: list[tuple[str, Any, str]] = [
     ("allow_media_hosts", LIST, "hosts or CIDRs media URLs may reach even if private/loopback (default: public only)"),
     ("max_media_mb", _positive(float), "largest media item (download, data: URL or upload), MiB"),
     ("max_request_mb", _positive(float), "largest request body, MiB (default: one max-size data: URL + 1 MiB)"),
-    ("max_media_per_request", _positive(int), "media parts allowed in one request"),
+    ("max_frames_per_request", _non_negative_int, "frames one request may ask for over all its media, an image "
+     "being one frame (0: 4 x --max-frames)"),
+    ("max_media_per_request", _non_negative_int, "media parts allowed in one request (0: as many as the frame "
+     "budget allows)"),
     ("max_frames", _positive(int), "largest num_frames a request may ask for"),
     ("media_cache_mb", _non_negative_int, "memory for decoded+preprocessed media, so a repeated video skips "
      "decoding (0: off)"),

@@ -2,14 +2,17 @@
 items (options checked, defaults applied, bytes fetched), the sampling parameters.
 
 Greedy by default (temperature 0): AuroraCap's reference decoding. ``temperature``, ``top_p``,
-``max_completion_tokens``/``max_tokens``, ``stop``, ``seed``, the penalties and our extensions are honoured;
-OpenAI features AuroraCap cannot serve (n > 1, logprobs, tools, audio, structured output, …) are refused
-with a 400 that names them. Cheap checks come first, so text that would cost seconds to template and tokenize
-is refused before it is touched: all message text (or a caption prompt) under ``--max-text-chars``, each stop
-sequence under ``--max-stop-chars``, ``max_tokens`` under the model's context length. Templating runs in a
-worker thread (Jinja is pure Python: the event loop keeps serving meanwhile). Media is fetched here
-(``fetch_media``: byte, time, scheme and address limits) and handed to the engine as bytes, so the engine
-never touches a URL or the file system for a request.
+``max_completion_tokens``/``max_tokens``, ``stop``, ``seed``, the penalties, vLLM's and SGLang's sampling extras
+and our extensions are honoured (``api.options``: where the frame-sampling options may sit, which wins);
+OpenAI, vLLM and SGLang features AuroraCap cannot serve (n > 1, logprobs, tools, audio, structured output, …)
+are refused with a 400 that names them. A request asks for at most ``frame_budget`` frames over all its media
+(an image is one frame; a video as many as its rule may keep), so a video sent as frames fits as a video does.
+Cheap checks come first, so text that would cost seconds to template and tokenize is refused before it is
+touched: all message text (or a caption prompt) under ``--max-text-chars``, each stop sequence under
+``--max-stop-chars``, ``max_tokens`` under the model's context length. Templating runs in a worker thread
+(Jinja is pure Python: the event loop keeps serving meanwhile). Media is fetched here (``fetch_media``: byte,
+time, scheme and address limits) and handed to the engine as bytes, so the engine never touches a URL or the
+file system for a request.
 A part's ``uuid`` becomes the item's ``media_id``, with the caller's ``media_scope`` (a digest of its API key),
 so one key's ids can never name another key's media; a part with a uuid and no url is not fetched at all.
 """
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aurora_serve.api.metrics import Metrics
+from aurora_serve.api.options import Options, check_foreign, request_options, sampling_extras
 from aurora_serve.api.protocol import CaptionRequest, ChatCompletionRequest, TextPart
 from aurora_serve.config import ServerSettings
 from aurora_serve.engine import GenerateRequest
@@ -64,8 +68,28 @@ class Job:
     media: list[MediaItem]  # the request's items without their bytes (kind, ρ, frames asked for)
     stream: bool
     include_usage: bool
+    continuous_usage: bool = False  # the usage so far on every chunk (vLLM's continuous_usage_stats)
     id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
+    frames: list[int] | None = None  # frames each item got, in request order, once the engine has said
+
+
+@dataclass(frozen=True)
+class ChatPaths:
+    """Where each chat message's content sits in the request as sent, for error params: ``messages.{i}.content``
+    unless the request was another shape (the Responses API's ``input``), whose parts carry their options."""
+
+    contents: list[str] | None = None
+    options_in_part: bool = False
+
+    def content(self, i: int) -> str:
+        return self.contents[i] if self.contents else f"messages.{i}.content"
+
+    def part(self, i: int, j: int) -> str:
+        return f"{self.content(i)}.{j}"
+
+    def options(self, i: int, j: int, part_type: str) -> str:
+        return self.part(i, j) if self.options_in_part else f"{self.part(i, j)}.{part_type}"
 
 
 class JobBuilder:
@@ -80,13 +104,17 @@ class JobBuilder:
         )
 
     # --- chat ------------------------------------------------------------------------------------------
-    async def chat(self, req: ChatCompletionRequest, api_key: bytes | None = None) -> Job:
-        """``api_key``: the caller's bearer token (already checked by the gate); scopes media uuids."""
+    async def chat(self, req: ChatCompletionRequest, api_key: bytes | None = None,
+                   paths: ChatPaths = ChatPaths()) -> Job:
+        """``api_key``: the caller's bearer token (already checked by the gate); scopes media uuids.
+        ``chat_template_kwargs`` is accepted and not used: AuroraCap's template reads no variables (and HF's
+        renderer takes some names, such as ``tokenize``, as its own arguments)."""
         self._check_chat(req)
-        messages, media, urls = self._template_messages(req, _scope(api_key))
+        messages, media, urls = self._template_messages(req, _scope(api_key), paths)
         prompt = await asyncio.to_thread(self.tokenizer.apply_chat_template, messages, tokenize=False,
                                          add_generation_prompt=True)
         sampling = self._sampling(req.temperature, req.top_p, req.max_completion_tokens or req.max_tokens)
+        sampling.update(sampling_extras(req, sampling["max_new_tokens"]))
         if req.stop is not None:
             sampling["stop"] = req.stop
         if req.seed is not None:
@@ -95,8 +123,10 @@ class JobBuilder:
             if getattr(req, name) is not None:
                 sampling[name] = getattr(req, name)
         media = await self._with_bytes(media, urls)
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return self._job(prompt, media, sampling, bool(req.stream), include_usage)
+        options = req.stream_options
+        job = self._job(prompt, media, sampling, bool(req.stream), bool(options and options.include_usage))
+        job.continuous_usage = bool(options and options.continuous_usage_stats)
+        return job
 
     def _check_chat(self, req: ChatCompletionRequest) -> None:
         if req.model != self.settings.served_model_name:
@@ -105,6 +135,7 @@ class JobBuilder:
         for name, refused, why in UNSUPPORTED:
             if refused(getattr(req, name)):
                 raise InvalidRequestError(why, param=name, code="unsupported_parameter")
+        check_foreign(req.foreign)
         if req.stream_options is not None and not req.stream:
             raise InvalidRequestError("stream_options is only allowed when stream is true", param="stream_options")
         stops = [req.stop] if isinstance(req.stop, str) else req.stop or []
@@ -121,48 +152,50 @@ class JobBuilder:
             raise InvalidRequestError(f"{param} is {value}; this model's context is {self.context_length} tokens, "
                                       "prompt and completion together", param=param, code="max_tokens_too_large")
 
-    def _template_messages(self, req: ChatCompletionRequest, scope: str):
+    def _template_messages(self, req: ChatCompletionRequest, scope: str, paths: ChatPaths):
         """Messages as the chat template reads them (media parts become bare markers), the media items in
         order (without bytes yet), and where each one's bytes are (None: cached under its uuid)."""
         messages, media, urls = [], [], []
         text = _TextBudget(self.settings.max_text_chars)
+        shared = request_options(req)
         for i, msg in enumerate(req.messages):
             role = "system" if msg.role == "developer" else msg.role
             if msg.content is None or isinstance(msg.content, str):
-                text.take(msg.content or "", f"messages[{i}].content")
+                text.take(msg.content or "", paths.content(i))
                 messages.append({"role": role, "content": msg.content or ""})
                 continue
             parts = []
             for j, part in enumerate(msg.content):
-                where = f"messages[{i}].content[{j}]"
+                where = paths.part(i, j)
                 if isinstance(part, TextPart):
                     text.take(part.text, where + ".text")
                     parts.append({"type": "text", "text": part.text})
                     continue
                 if msg.role != "user":
                     raise InvalidRequestError(f"media parts are only allowed in user messages ({where})", param=where)
-                item, url = self._part_item(part, req, scope, f"messages.{i}.content.{j}")
+                options = Options.of(getattr(part, part.type) or {}, paths.options(i, j, part.type)).over(shared)
+                item = self.policy.item("video" if part.type == "video_url" else "image", **options.values,
+                                        param=options.places, media_id=part.uuid,
+                                        media_scope=scope if part.uuid is not None else "")
                 media.append(item)
-                urls.append(url)
+                urls.append(getattr(getattr(part, part.type), "url", None))
                 parts.append({"type": part.type})
             messages.append({"role": role, "content": parts})
-        if len(media) > self.settings.max_media_per_request:
-            raise InvalidRequestError(f"the request has {len(media)} media parts; the limit is "
-                                      f"{self.settings.max_media_per_request}", param="messages", code="too_many_media")
+        self._check_budget(media)
         return messages, media, urls
 
-    def _part_item(self, part, req: ChatCompletionRequest, scope: str, where: str) -> tuple[MediaItem, str | None]:
-        """A media part's item (part options over request options over defaults) and its url."""
-        options = getattr(part, part.type)  # absent with a uuid alone: the request-level options apply
-        ratio = getattr(options, "token_kept_ratio", None)
-        frames = getattr(options, "num_frames", None)
-        param = f"{where}.{part.type}" if ratio is not None or frames is not None else ""
-        item = self.policy.item(
-            "video" if part.type == "video_url" else "image",
-            token_kept_ratio=ratio if ratio is not None else req.token_kept_ratio,
-            num_frames=frames if frames is not None else req.num_frames,
-            media_id=part.uuid, media_scope=scope if part.uuid is not None else "", param=param)
-        return item, getattr(options, "url", None)
+    def _check_budget(self, media: list[MediaItem]) -> None:
+        """The per-request media limit follows the frames asked for (an image is one), not the part count."""
+        cap = self.settings.max_media_per_request
+        if cap and len(media) > cap:
+            raise InvalidRequestError(f"the request has {len(media)} media parts; the limit is {cap}",
+                                      param="messages", code="too_many_media")
+        frames = sum(m.sampling.most_frames for m in media)
+        if frames > self.settings.frame_budget:
+            raise InvalidRequestError(
+                f"the request asks for up to {frames} frames over its {len(media)} media parts (an image is one, a "
+                f"video what its num_frames or max_frames allows); this server takes at most "
+                f"{self.settings.frame_budget} per request", param="messages", code="too_many_frames")
 
     # --- captions --------------------------------------------------------------------------------------
     async def caption(self, req: CaptionRequest, upload: bytes | None = None) -> Job:
@@ -176,7 +209,8 @@ class JobBuilder:
         _TextBudget(self.settings.max_text_chars).take(text, "prompt")
         self._check_max_tokens(req.max_tokens, "max_tokens")
         # The kind is left open: it is decided from the bytes once they are here.
-        item = self.policy.item(None, token_kept_ratio=req.token_kept_ratio, num_frames=req.num_frames)
+        options = Options.of(req)
+        item = self.policy.item(None, **options.values, param=options.places)
         [item] = await self._with_bytes([item], [upload if upload is not None else req.url])
         sampling = self._sampling(req.temperature, None, req.max_tokens)
         prompt = await asyncio.to_thread(caption_prompt, self.tokenizer, item.kind, text)

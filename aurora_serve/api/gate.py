@@ -27,9 +27,10 @@ from aurora_serve.api.metrics import Metrics
 from aurora_serve.config import ServerSettings
 from aurora_serve.errors import AuroraError, AuthenticationError, PermissionDeniedError
 
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/captions": "captions", "/v1/models": "models"}
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/captions": "captions",
+             "/v1/models": "models"}
 # Endpoints that run the engine: admitted before their body is read (POST only).
-GENERATION = frozenset({"/v1/chat/completions", "/v1/captions"})
+GENERATION = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/captions"})
 
 
 class Gate:

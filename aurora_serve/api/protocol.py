@@ -9,12 +9,22 @@ aurora-serve extensions (grouped at the end of each model, sent by OpenAI SDKs t
 
 - ``token_kept_ratio`` (0 < ρ <= 1): share of visual tokens kept per frame by AuroraCap's token merging;
   top-level (all media of the request) or per part inside ``video_url`` / ``image_url`` (wins).
-- ``num_frames`` (1..--max-frames): frames sampled uniformly from each video; top-level or per ``video_url``.
+- The frame sampling of each video (README "Frame sampling"): ``num_frames`` (1..--max-frames, sampled uniformly),
+  or ``fps`` (a rate over the window) capped by ``max_frames``; ``start`` / ``end`` (seconds) pick a window.
+  Top-level (all videos of the request) or per ``video_url`` (wins); vLLM's ``media_io_kwargs.video`` and
+  ``mm_processor_kwargs`` carry the same request-level options (``api.options`` maps them).
 - ``ignore_eos``: keep generating to ``max_tokens`` (benchmarks; as in vLLM and SGLang).
 - ``uuid`` on an ``image_url`` / ``video_url`` part (as in vLLM): the caller's stable id for that media. The
   processed frames are cached under it, so a later part with the same ``uuid`` may leave out ``url``: no fetch,
   no decode. The server trusts the id (same id, same media); ids are per API key.
-- ``usage.visual_tokens``: visual tokens the media occupied in the prompt (frames × tokens_per_frame(ρ)).
+- ``usage.visual_tokens``: visual tokens the media occupied in the prompt (frames × tokens_per_frame(ρ)), beside
+  ``prompt_tokens_details.image_tokens`` / ``video_tokens`` (their split, as vLLM and SGLang report it);
+  ``usage.frames``: the frames each media item actually got, in request order (an image: 1).
+
+vLLM / SGLang request fields honoured: ``top_k``, ``min_p``, ``repetition_penalty``, ``min_tokens``, ``ignore_eos``,
+``chat_template_kwargs`` (accepted; AuroraCap's template reads no variables), ``media_io_kwargs``,
+``mm_processor_kwargs``, ``stream_options.continuous_usage_stats``. The other fields of their schemas are set
+aside here (``foreign``) and refused by the service with a 400 that says why, unless at their default.
 
 ``POST /v1/captions`` is ours: one media item (URL or upload) + an optional prompt → a ``caption`` object,
 or with ``stream`` the same ``chat.completion.chunk`` events as chat (usage always included).
@@ -24,10 +34,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from aurora_serve.api.options import FOREIGN
 
 Ratio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Frames = Annotated[int, Field(ge=1)]
+Number = Annotated[float, Field(allow_inf_nan=False)]  # fps and seconds: ranges are MediaPolicy's to check
 Omit = Field(default=None, exclude_if=lambda v: v is None)  # optional output fields: absent, not null
 
 
@@ -50,9 +63,14 @@ class ImageURL(_Request):
 
 class VideoURL(_Request):
     url: str | None = None  # None only with the part's uuid
+    # SGLang's (ChatCompletionMessageContentVideoURL)
+    fps: Number | None = None
+    max_frames: int | None = None
     # extensions
     token_kept_ratio: Ratio | None = None
     num_frames: Frames | None = None
+    start: Number | None = None
+    end: Number | None = None
 
 
 class TextPart(_Request):
@@ -95,6 +113,7 @@ class ChatMessage(_Request):
 class StreamOptions(_Request):
     include_usage: bool | None = None
     include_obfuscation: bool | None = None
+    continuous_usage_stats: bool | None = None  # vLLM's: the usage so far on every chunk
 
 
 class ChatCompletionRequest(_Request):
@@ -135,10 +154,37 @@ class ChatCompletionRequest(_Request):
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
     verbosity: str | None = None
+    # --- vLLM / SGLang sampling and template fields (see the module docstring) ---
+    top_k: Annotated[int, Field(ge=-1)] | None = None  # -1 or 0: off (vLLM and SGLang spellings)
+    min_p: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    repetition_penalty: Annotated[float, Field(gt=0, le=2, allow_inf_nan=False)] | None = None
+    min_tokens: Annotated[int, Field(ge=0)] | None = None
+    ignore_eos: bool | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    media_io_kwargs: dict[str, dict[str, Any]] | None = None
+    mm_processor_kwargs: dict[str, Any] | None = None
     # --- aurora-serve extensions (see the module docstring) ---
     token_kept_ratio: Ratio | None = None
     num_frames: Frames | None = None
-    ignore_eos: bool | None = None
+    fps: Number | None = None
+    max_frames: int | None = None
+    start: Number | None = None
+    end: Number | None = None
+    _foreign: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _set_aside_foreign(cls, data, handler):
+        """vLLM's and SGLang's other fields are kept for the service to refuse by name, with a reason; a
+        field no schema knows stays pydantic's "Unrecognized request argument"."""
+        foreign = {k: data[k] for k in FOREIGN if k in data} if isinstance(data, dict) else {}
+        model = handler({k: v for k, v in data.items() if k not in foreign} if foreign else data)
+        model._foreign = foreign
+        return model
+
+    @property
+    def foreign(self) -> dict[str, Any]:
+        return self._foreign
 
 
 class CaptionRequest(_Request):
@@ -148,6 +194,10 @@ class CaptionRequest(_Request):
     prompt: str | None = None
     token_kept_ratio: Ratio | None = None
     num_frames: Frames | None = None
+    fps: Number | None = None
+    max_frames: int | None = None
+    start: Number | None = None
+    end: Number | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] | None = None
     stream: bool | None = False
@@ -158,6 +208,8 @@ class CaptionRequest(_Request):
 
 class PromptTokensDetails(BaseModel):
     cached_tokens: int = 0
+    image_tokens: int = 0  # as vLLM and SGLang report them (guidellm reads both)
+    video_tokens: int = 0
 
 
 class Usage(BaseModel):
@@ -165,8 +217,10 @@ class Usage(BaseModel):
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
-    # extension: visual tokens the media occupied in the prompt (included in prompt_tokens)
+    # extensions: visual tokens the media occupied in the prompt (included in prompt_tokens), and the frames
+    # each media item actually got, in request order (an image: 1)
     visual_tokens: int = 0
+    frames: list[int] = Field(default_factory=list)
 
 
 FinishReason = Literal["stop", "length"]
@@ -226,7 +280,7 @@ class Caption(BaseModel):
     finish_reason: FinishReason
     kind: Literal["image", "video"]  # decided from the bytes, never from a name
     token_kept_ratio: float
-    num_frames: int  # frames used: min(frames in the video, num_frames asked for); 1 for an image
+    num_frames: int  # frames actually sampled (the rule over the video: README "Frame sampling"); 1 for an image
     usage: Usage
 
 
@@ -251,20 +305,3 @@ class ErrorInfo(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorInfo
-
-
-# --- from SGLang's meta_info ----------------------------------------------------------------------------
-
-
-def usage_of(meta: dict) -> Usage:
-    prompt, completion = int(meta.get("prompt_tokens") or 0), int(meta.get("completion_tokens") or 0)
-    visual = int(meta.get("video_tokens") or 0) + int(meta.get("image_tokens") or 0)
-    cached = int(meta.get("cached_tokens") or 0)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                 prompt_tokens_details=PromptTokensDetails(cached_tokens=cached), visual_tokens=visual)
-
-
-def finish_reason_of(meta: dict) -> str:
-    reason = meta.get("finish_reason")
-    kind = reason.get("type") if isinstance(reason, dict) else reason
-    return "length" if kind == "length" else "stop"

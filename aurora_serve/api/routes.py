@@ -1,7 +1,8 @@
 """The FastAPI app: routes (thin: parse, one call to ``Serving``, respond), error envelopes, lifespan.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/captions``, ``GET /v1/models`` (API keys apply under
-``/v1``), and the unauthenticated operational ones: ``GET /health`` (liveness), ``GET /ready`` (503 while
+Routes: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/captions``, ``GET /v1/models`` and
+``GET /v1/models/{id}`` (API keys apply under ``/v1``; ``GET /v1/responses/{id}`` is always a 404: nothing is
+stored), and the unauthenticated operational ones: ``GET /health`` (liveness), ``GET /ready`` (503 while
 loading or draining), ``GET /metrics`` (Prometheus). Every failure before the 200 is an OpenAI error
 envelope ``{"error": {"message", "type", "param", "code"}}`` with its real status.
 """
@@ -28,14 +29,17 @@ from aurora_serve.api.playground import playground_router
 from aurora_serve.api.protocol import (
     Caption, CaptionRequest, ChatCompletionRequest, ChatCompletionResponse, ErrorResponse, ModelCard, ModelList,
 )
+from aurora_serve.api.responses import CreateResponse
 from aurora_serve.api.serving import ClientGone, Serving
 from aurora_serve.config import ServerSettings
-from aurora_serve.errors import AuroraError, InvalidRequestError
+from aurora_serve.errors import AuroraError, InvalidRequestError, NotFoundError
 
 logger = logging.getLogger(__name__)
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 408, 413, 415, 429, 503)}
 SSE = {"text/event-stream": {"schema": {"type": "string", "description": "chat.completion.chunk events"}}}
-FORM_FIELDS = ("url", "prompt", "token_kept_ratio", "num_frames", "max_tokens", "temperature", "stream")
+RESPONSE_EVENTS = {"text/event-stream": {"schema": {"type": "string", "description": "Responses API events"}}}
+FORM_FIELDS = ("url", "prompt", "token_kept_ratio", "num_frames", "fps", "max_frames", "start", "end", "max_tokens",
+               "temperature", "stream")
 
 
 def create_app(settings: ServerSettings, engine_factory=None, metrics: Metrics | None = None) -> FastAPI:
@@ -84,9 +88,25 @@ def _add_routes(app: FastAPI, serving: Serving, metrics: Metrics, settings: Serv
         body, upload = await _caption_input(request)
         return await serving.caption(request, body, upload)
 
+    @app.post("/v1/responses", responses={**ERRORS, 200: {"content": {"application/json": {}, **RESPONSE_EVENTS}}})
+    async def responses(body: CreateResponse, request: Request):
+        return await serving.responses(request, body)
+
+    @app.get("/v1/responses/{response_id}", responses=ERRORS)
+    async def stored_response(response_id: str):
+        raise NotFoundError(f"No response with id {response_id!r}: this server stores no responses (store is "
+                            "accepted and ignored)", param="response_id", code="response_not_found")
+
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS)
     async def models():
         return ModelList(data=[ModelCard(id=settings.served_model_name, created=lifecycle.created)])
+
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERRORS)
+    async def model(model_id: str):
+        if model_id != settings.served_model_name:
+            raise NotFoundError(f"The model `{model_id}` does not exist; this server serves "
+                                f"`{settings.served_model_name}`", param="model", code="model_not_found")
+        return ModelCard(id=settings.served_model_name, created=lifecycle.created)
 
     @app.get("/health", responses={503: {"model": ErrorResponse}})
     async def health():

@@ -27,8 +27,11 @@ from aurora_serve.api.lifecycle import Lifecycle
 from aurora_serve.api.metrics import Metrics
 from aurora_serve.api.protocol import (
     Caption, CaptionRequest, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, Choice, ChunkChoice,
-    Delta, ResponseMessage, finish_reason_of, usage_of,
+    Delta, ResponseMessage, Usage,
 )
+from aurora_serve.api.engine_output import finish_reason_of, frames_in_order, text_deltas, usage_of
+from aurora_serve.api.response_events import ResponseWriter, response_events
+from aurora_serve.api.responses import CreateResponse, to_chat
 from aurora_serve.config import ServerSettings
 from aurora_serve.errors import AuroraError, InvalidRequestError, ServiceUnavailableError
 
@@ -61,15 +64,37 @@ class Serving:
         """``POST /v1/captions``: the same path with a one-item prompt."""
         return await self._serve(request, "captions", lambda: self.builder.caption(body, upload), self._caption_response)
 
+    async def responses(self, request: Request, body: CreateResponse) -> Any:
+        """``POST /v1/responses``: the chat request it means, answered as a ``response`` (events when streamed)."""
+        writers: dict[str, ResponseWriter] = {}
+
+        async def build() -> Job:
+            chat, paths = to_chat(body)
+            job = await self.builder.chat(chat, bearer_token(request.scope), paths)
+            job.id = "resp_" + job.id.split("-", 1)[1]
+            writers[job.id] = ResponseWriter(body, job, self.settings.served_model_name)
+            return job
+
+        def respond(job: Job, out: dict) -> dict:
+            meta = out["meta_info"]
+            return writers[job.id].final(out.get("text") or "", finish_reason_of(meta), self._usage(job, meta))
+
+        def events(job: Job, first: dict, chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
+            return response_events(writers[job.id], first, chunks, lambda meta: self._usage(job, meta))
+
+        return await self._serve(request, "responses", build, respond, events)
+
     # --- one request ---------------------------------------------------------------------------------
     async def _serve(self, request: Request, endpoint: str, build: Callable[[], Awaitable[Job]],
-                     respond: Callable[[Job, dict], Any]) -> Any:
+                     respond: Callable[[Job, dict], Any],
+                     events: Callable[..., AsyncIterator[str]] | None = None) -> Any:
+        """``events(job, first, chunks)``: the stream's events (default: ``chat.completion.chunk``s)."""
         life = self._lifetime(endpoint, build)
         try:
             job = await _unless_disconnected(request, anext(life))
             first = await _unless_disconnected(request, _first(life))
             if job.stream:
-                return sse.EventStream(self._events(job, first, life), on_close=life.aclose)
+                return sse.EventStream((events or self._events)(job, first, life), on_close=life.aclose)
             return respond(job, await _unless_disconnected(request, _last(life, first)))
         except BaseException:
             await life.aclose()  # usually over already; this makes sure it never stays suspended
@@ -92,7 +117,7 @@ class Serving:
                     raise _abort_error(reason)
                 if reason is not None:
                     done = True
-                    self._record(timer, meta)
+                    self._record(timer, job, meta)
                 yield chunk
             done = True
         finally:
@@ -100,55 +125,59 @@ class Serving:
                 self.lifecycle.engine.abort(job.request.rid)
             timer.release()
 
-    def _record(self, timer: "_Timer", meta: dict) -> None:
-        usage = usage_of(meta)
+    def _record(self, timer: "_Timer", job: Job, meta: dict) -> None:
+        usage = self._usage(job, meta)  # also takes the engine's frame report, whoever else reads it
         timer.finished(usage.completion_tokens)
         self.metrics.visual_tokens.observe(usage.visual_tokens)
         self.metrics.cached_tokens.inc(usage.prompt_tokens_details.cached_tokens)
 
     # --- answers -------------------------------------------------------------------------------------
+    def _usage(self, job: Job, meta: dict, completion: int | None = None) -> Usage:
+        """The usage of ``meta`` with the frames each item got (asked of the engine once, when it knows)."""
+        if job.frames is None:
+            report = self.lifecycle.engine.frames_sampled(job.request.rid) if job.media else {}
+            if report is not None:
+                job.frames = frames_in_order([m.kind for m in job.media], report)
+        return usage_of(meta, job.frames, completion)
+
     def _chat_response(self, job: Job, out: dict) -> ChatCompletionResponse:
         meta = out["meta_info"]
         message = ResponseMessage(content=out.get("text") or "")
         return ChatCompletionResponse(id=job.id, created=job.created, model=self.settings.served_model_name,
-                                      usage=usage_of(meta),
+                                      usage=self._usage(job, meta),
                                       choices=[Choice(finish_reason=finish_reason_of(meta), message=message)])
 
     def _caption_response(self, job: Job, out: dict) -> Caption:
-        meta, item, usage = out["meta_info"], job.media[0], usage_of(out["meta_info"])
-        # frames used = min(frames in the video, frames asked for): the engine's count over the model's own
-        # tokens per frame (one item, so the count is exact)
-        frames = usage.visual_tokens // self.lifecycle.engine.spec.vision.tokens_per_frame(item.token_kept_ratio)
+        meta, item = out["meta_info"], job.media[0]
+        usage = self._usage(job, meta)
+        # the frames the engine reports; without a report, its visual tokens over the model's own tokens per
+        # frame (one item, so that count is exact too)
+        frames = usage.frames[0] if usage.frames else \
+            usage.visual_tokens // self.lifecycle.engine.spec.vision.tokens_per_frame(item.token_kept_ratio)
         return Caption(id=job.id, created=job.created, model=self.settings.served_model_name,
                        caption=out.get("text") or "", finish_reason=finish_reason_of(meta), kind=item.kind,
                        token_kept_ratio=item.token_kept_ratio, num_frames=frames, usage=usage)
 
     async def _events(self, job: Job, first: dict, chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
-        """``chat.completion.chunk`` events for a job whose first engine chunk is ``first``.
-
-        SGLang 0.5.23 streams cumulative ``text`` (its ``incremental_streaming_output`` is off by default), so
-        the delta is the new suffix; a chunk that does not extend what was sent is taken as a delta itself."""
-        def chunk(choices: list[ChunkChoice], usage=None) -> str:
+        """``chat.completion.chunk`` events for a job whose first engine chunk is ``first``: the usage so far on
+        every chunk with ``continuous_usage_stats`` (as vLLM), a last usage-only chunk with ``include_usage``."""
+        def chunk(choices: list[ChunkChoice], meta: dict | None = None, completion: int | None = None) -> str:
+            usage = self._usage(job, meta, completion) if meta is not None else None
             data = ChatCompletionChunk(id=job.id, created=job.created, model=self.settings.served_model_name,
                                        choices=choices, usage=usage).model_dump()
-            if not job.include_usage:
+            if not (job.include_usage or job.continuous_usage):
                 data.pop("usage")
             return sse.encode(data)
 
+        every = first["meta_info"] if job.continuous_usage else None
         try:
-            yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
-            sent, out = "", first
-            while out is not None:
-                text = out.get("text") or ""
-                delta = text[len(sent):] if text.startswith(sent) else text
-                sent = text if text.startswith(sent) else sent + text
-                meta = out["meta_info"]
-                reason = finish_reason_of(meta) if meta.get("finish_reason") is not None else None
-                if delta or reason:
-                    yield chunk([ChunkChoice(delta=Delta(content=delta), finish_reason=reason)])
-                out = None if reason is not None else await anext(chunks, None)
+            meta = first["meta_info"]
+            yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))], every, completion=0)
+            async for delta, meta, reason in text_deltas(first, chunks):
+                yield chunk([ChunkChoice(delta=Delta(content=delta), finish_reason=reason)],
+                            meta if job.continuous_usage else None)
             if job.include_usage:
-                yield chunk([], usage=usage_of(meta))
+                yield chunk([], meta)
         except AuroraError as e:
             yield sse.encode(e.to_dict())
         except Exception:  # a bug, not the client's doing: still one error event, then [DONE]

@@ -14,8 +14,10 @@ from starlette.responses import StreamingResponse
 DONE = "data: [DONE]\n\n"
 
 
-def encode(payload: dict) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+def encode(payload: dict, event: str | None = None) -> str:
+    """One event; ``event`` names it on an ``event:`` line (the Responses API's streams do, chat's do not)."""
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
 class EventStream(StreamingResponse):

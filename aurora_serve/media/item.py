@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from aurora_serve.errors import InvalidRequestError, MediaError
 from aurora_serve.model.token_count import validate_ratio
@@ -121,36 +121,42 @@ class MediaPolicy:
 
     def item(self, kind: str | None, data: bytes | str | None = None, *, token_kept_ratio: Any = None,
              num_frames: Any = None, fps: Any = None, max_frames: Any = None, start: Any = None, end: Any = None,
-             media_id: Any = None, media_scope: str = "", param: str = "") -> MediaItem:
-        """A checked item with defaults applied. ``param``: where the options sit in the request (for errors)."""
-        at = f"{param}." if param else ""
+             media_id: Any = None, media_scope: str = "", param: str | Mapping[str, str] = "") -> MediaItem:
+        """A checked item with defaults applied. ``param``: where the options sit in the request (for errors):
+        a prefix (``"messages.0.content.1.video_url"``), or each option's own place (``{"fps":
+        "media_io_kwargs.video.fps", …}``; an option it leaves out is named bare)."""
+        at = _where(param)
         if kind not in (*KINDS, None):
-            raise InvalidRequestError(f"unknown media kind {kind!r}; expected 'image' or 'video'", param=param or None)
+            raise InvalidRequestError(f"unknown media kind {kind!r}; expected 'image' or 'video'", param=at("") or None)
         ratio = check_ratio(self.default_token_kept_ratio if token_kept_ratio is None else token_kept_ratio,
-                            at + "token_kept_ratio")
+                            at("token_kept_ratio"))
         sampling = self.sampling(num_frames, fps, max_frames, start, end, at)
         if media_id is not None and (not isinstance(media_id, str) or not media_id):
-            raise InvalidRequestError(f"media_id must be a non-empty string, got {media_id!r}", param=at + "media_id")
+            raise InvalidRequestError(f"media_id must be a non-empty string, got {media_id!r}", param=at("media_id"))
         if not isinstance(media_scope, str) or "/" in media_scope:
-            raise InvalidRequestError("media_scope must be a string without '/'", param=at + "media_scope")
+            raise InvalidRequestError("media_scope must be a string without '/'", param=at("media_scope"))
         return MediaItem(kind, data, ratio, IMAGE_SAMPLING if kind == "image" else sampling, media_id, media_scope)
 
-    def sampling(self, num_frames: Any, fps: Any, max_frames: Any, start: Any, end: Any, at: str = "") -> Sampling:
-        """The checked rule: ``num_frames`` wins over ``fps``; neither given → the default frame count."""
+    def sampling(self, num_frames: Any, fps: Any, max_frames: Any, start: Any, end: Any,
+                 at: Callable[[str], str] = lambda name: name) -> Sampling:
+        """The checked rule: ``num_frames`` wins over ``fps``; neither given → the default frame count, which
+        ``max_frames`` caps (a cap alone, as SGLang's ``video_url.max_frames``, is never silently ignored)."""
         if fps is not None:
-            fps = check_seconds(fps, at + "fps", positive=True)
+            fps = check_seconds(fps, at("fps"), positive=True)
         if max_frames is not None:
-            max_frames = check_frames(max_frames, self.max_frames, at + "max_frames")
+            max_frames = check_frames(max_frames, self.max_frames, at("max_frames"))
         if start is not None:
-            start = check_seconds(start, at + "start")
+            start = check_seconds(start, at("start"))
         if end is not None:
-            end = check_seconds(end, at + "end", positive=True)
+            end = check_seconds(end, at("end"), positive=True)
             if end <= (start or 0.0):
-                raise InvalidRequestError(f"end ({end:g} s) must be after start ({start or 0:g} s)", param=at + "end")
+                raise InvalidRequestError(f"end ({end:g} s) must be after start ({start or 0:g} s)", param=at("end"))
         if num_frames is None and fps is None:
-            num_frames = self.default_num_frames
+            return Sampling(num_frames=min(self.default_num_frames, max_frames or self.default_num_frames),
+                            start=start, end=end)
         if num_frames is not None:
-            return Sampling(num_frames=check_frames(num_frames, self.max_frames, at + "num_frames"), start=start, end=end)
+            num_frames = check_frames(num_frames, self.max_frames, at("num_frames"))
+            return Sampling(num_frames=num_frames, start=start, end=end)
         return Sampling(fps=fps, max_frames=max_frames or self.max_frames, start=start, end=end)
 
     def parse(self, kind: str, value: Any) -> MediaItem:
@@ -172,6 +178,13 @@ class MediaPolicy:
 
 
 ITEM_OPTIONS = ("token_kept_ratio", "num_frames", "fps", "max_frames", "start", "end", "media_id", "media_scope")
+
+
+def _where(param: str | Mapping[str, str]) -> Callable[[str], str]:
+    """Option name → where it sits in the request, from a prefix or a map of names to places."""
+    if isinstance(param, str):
+        return lambda name: f"{param}.{name}" if param and name else param or name
+    return lambda name: param.get(name, name)
 
 
 def local_source(source: Any) -> bytes | str:

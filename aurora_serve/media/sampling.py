@@ -79,5 +79,7 @@ def plan_frames(times: Sequence[float], sampling: Sampling, duration: float | No
 
 def rate_count(sampling: Sampling, seconds: float) -> int:
     """``fps × seconds`` rounded half up, clamped to ``[1, max_frames]``."""
-    wanted = math.floor(sampling.fps * seconds + 0.5)
-    return max(1, min(wanted, sampling.max_frames or wanted))
+    wanted = sampling.fps * seconds + 0.5
+    if sampling.max_frames and wanted >= sampling.max_frames:
+        return sampling.max_frames  # before rounding: fps × seconds may overflow to inf (fps=1e308 is finite)
+    return max(1, math.floor(wanted))

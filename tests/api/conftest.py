@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import SHARED_MEDIA
-from tests.support.clips import make_image, make_video, zero_frame_mp4
+from tests.support.clips import encode, make_image, make_video, zero_frame_mp4
 from tests.support.loopback import MediaHost
 from tests.support.server import ServerProcess
 
@@ -21,6 +21,7 @@ API_KEY = "sk-aurora-test-1"
 OTHER_KEY = "sk-aurora-test-2"
 MAX_MEDIA_MB = 1
 LIMITS = {"body": 4.0, "idle": 1.5, "header": 2.0}  # limits_server's deadlines, seconds
+MAX_FRAMES, FRAME_BUDGET = 16, 40  # per video, per request
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +30,7 @@ def media_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("media")
     make_video(root / "clip.mp4", frames=12, w=64, h=48, seed=1)
     make_video(root / "short.mp4", frames=3, w=64, h=48, seed=2)
+    (root / "indexed.mp4").write_bytes(encode(150, gop=30, bframes=2))  # 5.000 s at 30 fps: frame i at i/30 s
     make_image(root / "still.jpg", w=96, h=72, seed=3)
     (root / "not_video.mp4").write_bytes(b"this is not a video at all " * 40)
     full = (root / "clip.mp4").read_bytes()
@@ -42,12 +44,13 @@ def media_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(media_dir, tmp_path_factory) -> ServerProcess:
-    """The shared server: API keys, file:// under media_dir, 1 MiB media cap, SGLang metrics on."""
+    """The shared server: API keys, file:// under media_dir, 1 MiB media cap, 16 frames a video and 40 a
+    request, SGLang metrics on."""
     log = tmp_path_factory.mktemp("logs") / "server.log"
     proc = ServerProcess([
-        "--allowed-local-media-path", str(media_dir), "--max-frames", "16", "--max-media-mb", str(MAX_MEDIA_MB),
-        "--max-media-per-request", "3", "--api-key", API_KEY, OTHER_KEY, "--enable-sglang-metrics",
-        "--default-num-frames", "4", "--default-max-tokens", "16",
+        "--allowed-local-media-path", str(media_dir), "--max-frames", str(MAX_FRAMES), "--max-media-mb",
+        str(MAX_MEDIA_MB), "--max-frames-per-request", str(FRAME_BUDGET), "--api-key", API_KEY, OTHER_KEY,
+        "--enable-sglang-metrics", "--default-num-frames", "4", "--default-max-tokens", "16",
     ], log)
     try:
         yield proc.wait_ready()

@@ -113,3 +113,60 @@ def test_docs_pages_only_when_enabled():
         with TestClient(app, base_url=LOCAL) as c:
             assert c.get("/docs").status_code == status and c.get("/redoc").status_code == status
             assert c.get("/openapi.json").status_code == 200
+
+
+def response_events(response) -> list[dict]:
+    """A Responses stream: ``event: <type>`` then ``data: <json>`` per event, no [DONE]."""
+    names = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
+    data = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert names == [d["type"] for d in data]
+    for event in data:
+        validate("ResponseStreamEvent", event)
+    assert [d["sequence_number"] for d in data] == list(range(len(data)))
+    return data
+
+
+def test_a_responses_stream_that_fails_after_the_200_ends_with_error_then_failed(client):
+    r = client.post("/v1/responses", json={"model": "auroracap", "input": "raise-mid", "stream": True})
+    assert r.status_code == 200
+    data = response_events(r)
+    assert [d["type"] for d in data[-2:]] == ["error", "response.failed"]
+    assert data[-2]["message"] == "decoder died mid-stream" and data[-1]["response"]["status"] == "failed"
+    assert data[-1]["response"]["output"][0]["content"][0]["text"] == "Hello"  # what was sent before it failed
+    assert client.app.state.serving.admission.in_flight == 0
+    assert len(client.app.state.lifecycle.engine.aborted) == 1
+
+
+def test_a_response_cut_by_max_output_tokens_is_incomplete(client):
+    body = {"model": "auroracap", "input": "hi", "max_output_tokens": 3, "ignore_eos": True}
+    answer = client.post("/v1/responses", json=body).json()
+    validate("Response", answer)
+    assert answer["status"] == "incomplete" and answer["incomplete_details"] == {"reason": "max_output_tokens"}
+    data = response_events(client.post("/v1/responses", json={**body, "stream": True}))
+    assert data[-1]["type"] == "response.incomplete" and data[-1]["response"]["usage"]["output_tokens"] == 3
+
+
+def test_continuous_usage_is_on_every_chunk_and_counts_up(client):
+    r = client.post("/v1/chat/completions", json=body("hi", stream=True, max_completion_tokens=3, ignore_eos=True,
+                                                      stream_options={"continuous_usage_stats": True}))
+    chunks = events(r)
+    for chunk in chunks:
+        validate("CreateChatCompletionStreamResponse", chunk)
+    assert [c["usage"]["completion_tokens"] for c in chunks] == [0, 1, 2, 3]  # no usage-only chunk without include
+    assert all(c["usage"]["total_tokens"] == 10 + c["usage"]["completion_tokens"] for c in chunks)
+
+
+def test_part_cap_and_frame_budget():
+    FakeEngine.gate, FakeEngine.fail_start = None, False
+    settings = parse_settings(["--max-frames", "8", "--max-frames-per-request", "10", "--max-media-per-request", "3"],
+                              environ={})
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    video = {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA", "num_frames": 8}}
+    with TestClient(create_app(settings, engine_factory=FakeEngine)) as c:
+        _wait(lambda: c.get("/ready").status_code == 200)
+        # four parts over the cap of three; then three parts asking for 8 + 1 + 8 frames, over the budget of 10
+        for content, code in [([image] * 4, "too_many_media"), ([video, image, video], "too_many_frames")]:
+            r = c.post("/v1/chat/completions", json={"model": "auroracap",
+                                                     "messages": [{"role": "user", "content": content}]})
+            assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+            assert r.json()["error"]["param"] == "messages"

@@ -16,7 +16,7 @@ from tests.support.server import metric_values
 from tests.api.schemas import validate
 
 pytestmark = pytest.mark.engine
-CHAT, CAPTIONS = "/v1/chat/completions", "/v1/captions"
+CHAT, CAPTIONS, RESPONSES = "/v1/chat/completions", "/v1/captions", "/v1/responses"
 MIB = 1024 * 1024
 
 
@@ -45,6 +45,7 @@ B64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
 def cases(m):
     """(id, path, request kwargs, expected status or None for 'any 4xx') — ``m`` is the media dir."""
     clip = f"file://{m / 'clip.mp4'}"
+    still = f"file://{m / 'still.jpg'}"
     valid = json.dumps(chat(m)["json"])
     return [
         ("malformed-json", CHAT, raw('{"model": "auroracap", "messages": ['), 400),
@@ -81,7 +82,23 @@ def cases(m):
         ("video-url-without-url", CHAT, chat(m, content=[{"type": "video_url", "video_url": {}}]), 400),
         ("image-url-with-num-frames", CHAT,
          chat(m, content=[{"type": "image_url", "image_url": {"url": clip, "num_frames": 2}}]), 400),
-        ("too-many-media", CHAT, chat(m, content=video(clip) * 4), 400),
+        ("too-many-frames", CHAT, chat(m, content=video(clip, num_frames=16) * 3), 400),  # 48 > 40 a request
+        ("too-many-images", CHAT, chat(m, content=[{"type": "image_url", "image_url": {"url": still}}] * 41), 400),
+        ("fps-zero", CHAT, chat(m, fps=0), 400),
+        ("fps-string", CHAT, chat(m, fps="2"), 400),
+        ("part-max-frames-17", CHAT, chat(m, content=video(clip, fps=1, max_frames=17)), 400),
+        ("end-before-start", CHAT, chat(m, start=3, end=1), 400),
+        ("window-past-the-end", CHAT, chat(m, content=video(clip, start=100)), 400),
+        ("conflicting-num-frames", CHAT, chat(m, num_frames=2, media_io_kwargs={"video": {"num_frames": 3}}), 400),
+        ("media-io-kwargs-unknown-key", CHAT, chat(m, media_io_kwargs={"video": {"max_duration": 3}}), 400),
+        ("mm-processor-kwargs-unknown-key", CHAT, chat(m, mm_processor_kwargs={"min_pixels": 3}), 400),
+        ("vllm-beam-search", CHAT, chat(m, use_beam_search=True), 400),
+        ("sglang-regex", CHAT, chat(m, regex="a+"), 400),
+        ("top-k-minus-2", CHAT, chat(m, top_k=-2), 400),
+        ("min-p-2", CHAT, chat(m, min_p=2), 400),
+        ("repetition-penalty-0", CHAT, chat(m, repetition_penalty=0), 400),
+        ("min-tokens-over-max", CHAT, chat(m, min_tokens=5), 400),
+        ("chat-template-kwargs-list", CHAT, chat(m, chat_template_kwargs=["x"]), 400),
         ("media-in-assistant-message", CHAT, chat(m, messages=[{"role": "assistant", "content": video(clip)}]), 400),
         ("marker-in-text", CHAT, chat(m, content="<video> Describe."), 400),
         ("n-2", CHAT, chat(m, n=2), 400),
@@ -126,6 +143,21 @@ def cases(m):
         ("caption-form-file-and-url", CAPTIONS, lambda: {**upload(m / "clip.mp4"), "data": {"url": clip}}, 400),
         ("caption-form-oversized-file", CAPTIONS, lambda: upload(m / "big.bin"), 413),
         ("caption-form-not-video", CAPTIONS, lambda: upload(m / "not_video.mp4"), 415),
+        ("caption-fps-negative", CAPTIONS, {"json": {"url": clip, "fps": -1}}, 400),
+        ("caption-form-start-abc", CAPTIONS, lambda: {**upload(m / "clip.mp4"), "data": {"start": "abc"}}, 400),
+        ("responses-tools", RESPONSES, {"json": {"model": "auroracap", "input": "hi", "tools": [{"type": "x"}]}}, 400),
+        ("responses-background", RESPONSES, {"json": {"model": "auroracap", "input": "hi", "background": True}}, 400),
+        ("responses-previous-id", RESPONSES, {"json": {"model": "auroracap", "input": "hi",
+                                                       "previous_response_id": "resp_1"}}, 400),
+        ("responses-input-file", RESPONSES, {"json": {"model": "auroracap", "input": [{"role": "user", "content": [
+            {"type": "input_file", "file_id": "file-1"}]}]}}, 400),
+        ("responses-function-output-item", RESPONSES, {"json": {"model": "auroracap", "input": [
+            {"type": "function_call_output", "call_id": "c", "output": "x"}]}}, 400),
+        ("responses-unknown-field", RESPONSES, {"json": {"model": "auroracap", "input": "hi", "tempreature": 1}}, 400),
+        ("responses-empty-input", RESPONSES, {"json": {"model": "auroracap", "input": []}}, 400),
+        ("responses-unknown-model", RESPONSES, {"json": {"model": "gpt-4o", "input": "hi"}}, 404),
+        ("stored-response", "/v1/responses/resp_1", {"method": "GET"}, 404),
+        ("unknown-model-retrieve", "/v1/models/gpt-4o", {"method": "GET"}, 404),
     ]
 
 

@@ -74,3 +74,20 @@ def test_sampling_rule_precedence_and_identity():
     ids = {POLICY.item("video", b"x", **o).sampling.identity() for o in
            ({}, {"num_frames": 6}, {"fps": 2.0}, {"fps": 2.0, "start": 1}, {"fps": 2.0, "end": 4}, {"start": 1})}
     assert len(ids) == 5  # {} and num_frames=6 (the default) are the same sample; every other rule differs
+
+
+def test_a_cap_alone_caps_the_default_count():
+    # SGLang's video_url.max_frames may come without fps: it caps the default count instead of being ignored
+    assert POLICY.item("video", b"x", max_frames=4).sampling == Sampling(num_frames=4)
+    assert POLICY.item("video", b"x", max_frames=10, start=2).sampling == Sampling(num_frames=6, start=2.0)
+    assert POLICY.item("video", b"x", num_frames=8, max_frames=4).sampling == Sampling(num_frames=8)  # an explicit count wins
+
+
+def test_each_option_can_be_named_where_it_was_given():
+    places = {"fps": "media_io_kwargs.video.fps", "start": "start"}
+    with pytest.raises(InvalidRequestError) as info:
+        POLICY.item("video", b"x", fps=0, param=places)
+    assert info.value.param == "media_io_kwargs.video.fps"
+    with pytest.raises(InvalidRequestError) as info:
+        POLICY.item("video", b"x", num_frames=99, param=places)
+    assert info.value.param == "num_frames"  # not in the map: its own name

@@ -64,6 +64,7 @@ def test_plan_frames_rule(sampling, expected):
 def test_rate_count_rounds_half_up():
     assert rate_count(Sampling(fps=0.25, max_frames=64), 10.0) == 3  # 2.5 → 3, not banker's 2
     assert rate_count(Sampling(fps=1.0, max_frames=64), 7.49) == 7
+    assert rate_count(Sampling(fps=1e308, max_frames=64), 10.0) == 64  # the product is inf: the cap, no overflow
 
 
 @pytest.mark.parametrize("sampling, code", [

@@ -23,7 +23,7 @@ import pytest
 from aurora_serve.model.token_count import tokens_per_frame
 from tests.support.server import ServerProcess
 from tests.conftest import SHARED_MEDIA
-from tests.support.clips import make_video
+from tests.support.clips import encode, make_video
 
 SAMPLE = SHARED_MEDIA / "xU25MMA2N4aVtYay.mp4"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -140,6 +140,14 @@ def video(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def timed_clip(tmp_path_factory) -> Path:
+    """5.000 s at 30 fps: the sampling rule's counts are known exactly."""
+    path = tmp_path_factory.mktemp("media") / "five-seconds.mp4"
+    path.write_bytes(encode(150, gop=30))
+    return path
+
+
 def screenshot(page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
@@ -203,8 +211,8 @@ def test_the_page_loads_nothing_from_elsewhere(pw, server, expect):
     assert response.status == 200
     assert "script-src 'self'" in response.headers["content-security-policy"]
     expect(page.get_by_role("status", name="Server status")).to_have_text("Ready")
-    expect(page.get_by_label("Frames")).to_have_value(str(FRAMES))  # the server's defaults and limits
-    assert page.get_by_label("Frames").get_attribute("max") == str(MAX_FRAMES)
+    expect(page.get_by_label("Frames", exact=True)).to_have_value(str(FRAMES))  # the server's defaults and limits
+    assert page.get_by_label("Frames", exact=True).get_attribute("max") == str(MAX_FRAMES)
     expect(page.get_by_label("API key")).to_have_attribute("placeholder", "required by this server")
     foreign = [u for u in requested if not u.startswith(server) and not u.startswith("data:")]
     assert not foreign, f"the page fetched from elsewhere: {foreign}"
@@ -229,7 +237,7 @@ def test_missing_key_shows_the_401_and_the_key_is_remembered(page, expect, video
 def test_an_upload_streams_a_caption_and_the_ratio_sets_the_visual_tokens(page, expect, video):
     use_key(page)
     page.get_by_label("Choose a video or image").set_input_files(str(video))
-    page.get_by_label("Frames").fill(str(FRAMES))
+    page.get_by_label("Frames", exact=True).fill(str(FRAMES))
     page.get_by_label("Max new tokens").fill(str(MAX_TOKENS))
     page.get_by_label("Token kept ratio").fill("0.3")
     expect(page.locator("#ratio-value")).to_have_text("0.30")
@@ -296,3 +304,41 @@ def test_an_error_inside_the_stream_is_shown_after_the_partial_caption(page, exp
     expect(page.locator("#error-type")).to_have_text("server_error")
     if eol == "\n":
         screenshot(page, "error-in-stream.png")
+
+
+def test_rate_and_window_controls_reach_the_api(page, expect, timed_clip):
+    use_key(page)
+    page.get_by_label("Choose a video or image").set_input_files(str(timed_clip))
+    page.get_by_label("Max new tokens").fill("2")
+    page.get_by_label("Token kept ratio").fill("0.2")
+    expect(page.get_by_label("Rate (fps)")).to_be_hidden()  # a fixed count until the rate is chosen
+    page.get_by_role("radio", name="Rate").check()
+    expect(page.get_by_label("Frames", exact=True)).to_be_hidden()
+    expect(page.get_by_label("Frame cap")).to_have_value(str(MAX_FRAMES))  # the server's limit
+    page.get_by_label("Rate (fps)").fill("2")
+    page.get_by_label("Start (s)").fill("1")
+    page.get_by_label("End (s)").fill("3")
+    caption(page, expect)
+    expect(page.locator("#stat-frames")).to_have_text("4")  # 2 fps x [1 s, 3 s)
+    expect(page.locator("#stat-visual")).to_have_text(str(4 * tokens_per_frame(0.2)))
+    page.get_by_text("The same request with curl").click()
+    curl = page.locator("#curl")
+    for field in ("-F fps=2", "-F max_frames=8", "-F start=1", "-F end=3"):
+        expect(curl).to_contain_text(field)
+    expect(curl).not_to_contain_text("num_frames")  # one rule only: num_frames would win over fps
+    screenshot(page, "rate-and-window.png")
+
+    page.get_by_label("Frame cap").fill("3")  # the cap binds: 2 fps x 2 s = 4 wanted
+    caption(page, expect)
+    expect(page.locator("#stat-frames")).to_have_text("3")
+    page.get_by_role("radio", name="Fixed count").check()
+    page.get_by_label("Frames", exact=True).fill("2")
+    page.get_by_label("Start (s)").fill("4.9")
+    page.get_by_label("End (s)").fill("")
+    caption(page, expect)
+    expect(page.locator("#stat-frames")).to_have_text("2")  # frames 147 and 149 of the last 0.1 s
+
+    page.get_by_label("Start (s)").fill("9")  # past the end: the API's 400 names the field and the duration
+    caption(page, expect, done="Failed")
+    expect(page.locator("#error-param")).to_have_text("start")
+    expect(page.locator("#error-message")).to_contain_text("duration is 5.000 s")

@@ -33,7 +33,10 @@ function init() {
   $("ratio").value = String(config.default_token_kept_ratio);
   $("frames").max = String(config.max_frames);
   $("frames").value = String(config.default_num_frames);
-  $("frames-hint").textContent = `Sampled uniformly from a video (1–${config.max_frames}); an image is one frame.`;
+  $("max-frames").max = String(config.max_frames);
+  $("max-frames").value = String(config.max_frames);
+  for (const radio of document.querySelectorAll("input[name=sampling]")) radio.addEventListener("change", showSampling);
+  showSampling();
   $("file-hint").textContent = `Up to ${formatBytes(config.max_media_bytes)}. Sent as multipart to /v1/captions; ` +
     "the server tells video from image by content.";
 
@@ -59,6 +62,27 @@ function init() {
 
 function source() {
   return document.querySelector("input[name=source]:checked").value;
+}
+
+function samplingMode() {
+  return document.querySelector("input[name=sampling]:checked").value;
+}
+
+// A fixed count (num_frames) or a rate (fps, capped by max_frames): the API lets num_frames win when both
+// are sent, so the page sends one rule only.
+function showSampling() {
+  const rate = samplingMode() === "rate";
+  $("count-panel").hidden = rate;
+  $("rate-panel").hidden = !rate;
+  $("frames-hint").textContent = rate
+    ? `fps × the window's length, rounded, at most the cap (1–${config.max_frames}); an image is one frame.`
+    : `Sampled uniformly from a video or its window (1–${config.max_frames}); an image is one frame.`;
+}
+
+// A number field's value, or undefined when blank (the server's default).
+function numberOf(id, parse = Number.parseFloat) {
+  const text = $(id).value.trim();
+  return text === "" ? undefined : parse(text, 10);
 }
 
 function showSource() {
@@ -180,7 +204,11 @@ function request() {
     fields: {
       prompt: $("prompt").value.trim() || undefined,  // blank: the server's default prompt
       token_kept_ratio: Number($("ratio").value),
-      num_frames: Number.parseInt($("frames").value, 10),
+      ...(samplingMode() === "rate"
+        ? { fps: numberOf("fps"), max_frames: numberOf("max-frames", Number.parseInt) }
+        : { num_frames: numberOf("frames", Number.parseInt) }),
+      start: numberOf("start"),
+      end: numberOf("end"),
       max_tokens: Number.parseInt($("max-tokens").value, 10),
     },
   };
@@ -246,7 +274,7 @@ function resetOutput() {
   $("caption-text").textContent = "";
   $("caption").dataset.state = "run";
   $("error").hidden = true;
-  for (const id of ["stat-visual", "stat-ttft", "stat-tps", "stat-output"]) $(id).textContent = "—";
+  for (const id of ["stat-frames", "stat-visual", "stat-ttft", "stat-tps", "stat-output"]) $(id).textContent = "—";
   $("stats-detail").textContent = "";
 }
 
@@ -276,6 +304,7 @@ function showError(error, status, inStream) {
 function showStats(run) {
   if (!run.usage) return;
   const u = run.usage;
+  $("stat-frames").textContent = u.frames && u.frames.length ? u.frames.join(" + ") : "—";
   $("stat-visual").textContent = String(u.visual_tokens);
   $("stat-output").textContent = String(u.completion_tokens);
   // Decode speed (tokens after the first over first → last token) when the tokens arrived spread out;
