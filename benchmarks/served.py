@@ -25,7 +25,9 @@ def free_port() -> int:
 class Server:
     """``aurora-serve serve`` on loopback in a subprocess (its log in a temp file)."""
 
-    def __init__(self, sglang_args: str | None = None, timeout: float = 300.0, extra: list[str] | None = None):
+    def __init__(self, sglang_args: str | None = None, timeout: float = 300.0, extra: list[str] | None = None,
+                 tree: Path = REPO):
+        """``tree``: the checkout whose code runs (another commit's worktree, for before/after runs)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile("w+", prefix="aurora-perf-server-", suffix=".log", delete=False)
@@ -35,7 +37,7 @@ class Server:
         # and its editable install points at whichever ran `make env` last
         self.proc = subprocess.Popen([sys.executable, "-m", "aurora_serve", "serve", "--host", "127.0.0.1",
                                       "--port", str(self.port), "--log-level", "warning", *extra],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=tree)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

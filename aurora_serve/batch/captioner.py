@@ -41,7 +41,7 @@ class EngineBackend(Backend):
         self.engine.engine.tokenizer_manager.auto_create_handle_loop()
 
     async def generate(self, task: Task, item: MediaItem, prompt: str) -> dict[str, Any]:
-        from aurora_serve.api.protocol import finish_reason_of
+        from aurora_serve.api.engine_output import finish_reason_of
         from aurora_serve.engine import GenerateRequest
         from aurora_serve.model.prompt import caption_prompt
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
-if TYPE_CHECKING:  # imported where tensors are made: media workers decode and crop without torch
-    import torch
+if TYPE_CHECKING:
+    import torch  # imported where tensors are made: media workers decode and crop without torch
+    from PIL import Image  # imported where frames are cropped: the model normalises crops without Pillow
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -37,12 +37,14 @@ def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
     return size, int(size * width / height)
 
 
-def clip_crop(frame: np.ndarray | Image.Image, size: int = 378) -> np.ndarray:
+def clip_crop(frame: "np.ndarray | Image.Image", size: int = 378) -> np.ndarray:
     """One frame's resize + center crop: ``(S, S, 3)`` uint8, the pixels the model normalises.
 
     Takes the decoder's ``(H, W, 3)`` uint8 RGB or a Pillow RGB image (an image is resized as it is, without
     a full-resolution copy). Pillow resizes the whole frame (its bicubic filter reads beyond the crop window),
     then the crop is taken."""
+    from PIL import Image
+
     image = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
     width, height = image.size
     new_h, new_w = resized_size(height, width, size)

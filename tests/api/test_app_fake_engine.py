@@ -133,7 +133,7 @@ def test_a_responses_stream_that_fails_after_the_200_ends_with_error_then_failed
     assert [d["type"] for d in data[-2:]] == ["error", "response.failed"]
     assert data[-2]["message"] == "decoder died mid-stream" and data[-1]["response"]["status"] == "failed"
     assert data[-1]["response"]["output"][0]["content"][0]["text"] == "Hello"  # what was sent before it failed
-    assert client.app.state.serving.admission.in_flight == 0
+    assert client.app.state.admission.in_flight == 0
     assert len(client.app.state.lifecycle.engine.aborted) == 1
 
 
@@ -162,7 +162,7 @@ def test_part_cap_and_frame_budget():
                               environ={})
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     video = {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA", "num_frames": 8}}
-    with TestClient(create_app(settings, engine_factory=FakeEngine)) as c:
+    with TestClient(create_app(settings, engine_factory=FakeEngine), base_url=LOCAL) as c:
         _wait(lambda: c.get("/ready").status_code == 200)
         # four parts over the cap of three; then three parts asking for 8 + 1 + 8 frames, over the budget of 10
         for content, code in [([image] * 4, "too_many_media"), ([video, image, video], "too_many_frames")]:

@@ -272,7 +272,7 @@ def test_api_errors_are_shown_as_the_api_sent_them(page, expect, tmp_path):
     caption(page, expect, done="Failed")
     error = page.get_by_role("alert")
     expect(error).to_contain_text("HTTP 415")
-    expect(error).to_contain_text("not a video or image format")
+    expect(error).to_contain_text("not a video container this server decodes")
     expect(page.locator("#error-code")).to_have_text("unsupported_media")
 
     page.get_by_role("radio", name="Paste URL").check()
