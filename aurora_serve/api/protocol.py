@@ -54,6 +54,17 @@ class _Request(BaseModel):
 MediaId = Annotated[str, Field(min_length=1, max_length=256)]
 
 
+class FrameOptions(BaseModel):
+    """The frame-sampling options (README "Frame sampling"), under the same names wherever they may be given:
+    a video part, a chat request, a Responses video part or request. Ranges are ``MediaPolicy``'s to check."""
+
+    num_frames: Frames | None = None
+    fps: Number | None = None
+    max_frames: int | None = None
+    start: Number | None = None
+    end: Number | None = None
+
+
 class ImageURL(_Request):
     url: str | None = None  # None only with the part's uuid (media cached under it)
     detail: Literal["auto", "low", "high"] | None = None
@@ -61,16 +72,12 @@ class ImageURL(_Request):
     token_kept_ratio: Ratio | None = None
 
 
-class VideoURL(_Request):
+class VideoURL(_Request, FrameOptions):
+    """``fps`` and ``max_frames`` are also SGLang's own (``ChatCompletionMessageContentVideoURL``)."""
+
     url: str | None = None  # None only with the part's uuid
-    # SGLang's (ChatCompletionMessageContentVideoURL)
-    fps: Number | None = None
-    max_frames: int | None = None
-    # extensions
+    # extension
     token_kept_ratio: Ratio | None = None
-    num_frames: Frames | None = None
-    start: Number | None = None
-    end: Number | None = None
 
 
 class TextPart(_Request):
@@ -116,7 +123,7 @@ class StreamOptions(_Request):
     continuous_usage_stats: bool | None = None  # vLLM's: the usage so far on every chunk
 
 
-class ChatCompletionRequest(_Request):
+class ChatCompletionRequest(_Request, FrameOptions):
     """OpenAI's request; fields this server cannot honour are accepted here and refused by the service
     with a 400 that names them (so the message says *unsupported*, not *unknown*)."""
 
@@ -163,13 +170,8 @@ class ChatCompletionRequest(_Request):
     chat_template_kwargs: dict[str, Any] | None = None
     media_io_kwargs: dict[str, dict[str, Any]] | None = None
     mm_processor_kwargs: dict[str, Any] | None = None
-    # --- aurora-serve extensions (see the module docstring) ---
+    # --- aurora-serve extensions (see the module docstring; the frame options come from FrameOptions) ---
     token_kept_ratio: Ratio | None = None
-    num_frames: Frames | None = None
-    fps: Number | None = None
-    max_frames: int | None = None
-    start: Number | None = None
-    end: Number | None = None
     _foreign: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="wrap")

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from aurora_serve.api.engine_request import ChatPaths
-from aurora_serve.api.protocol import ChatCompletionRequest, Frames, MediaId, Number, Ratio
+from aurora_serve.api.protocol import ChatCompletionRequest, FrameOptions, MediaId, Ratio
 from aurora_serve.errors import InvalidRequestError
 
 
@@ -53,16 +53,11 @@ class InputImage(_Sampled):
     prompt_cache_breakpoint: dict[str, Any] | None = None
 
 
-class InputVideo(_Sampled):
+class InputVideo(_Sampled, FrameOptions):
     """Our extension: a video part, shaped like ``input_image``."""
 
     type: Literal["input_video"]
     video_url: str | None = None
-    num_frames: Frames | None = None
-    fps: Number | None = None
-    max_frames: int | None = None
-    start: Number | None = None
-    end: Number | None = None
 
 
 class InputFile(BaseModel):
@@ -110,7 +105,7 @@ InputItem = Annotated[Union[Annotated[Message, Tag("message")], Annotated[OtherI
                       Discriminator(_item_kind)]
 
 
-class CreateResponse(_Request):
+class CreateResponse(_Request, FrameOptions):
     """OpenAI's ``CreateResponse`` (field names as published), plus our extensions at the end."""
 
     model: str
@@ -144,13 +139,8 @@ class CreateResponse(_Request):
     max_tool_calls: int | None = None
     top_logprobs: int | None = None
     moderation: dict[str, Any] | None = None
-    # --- aurora-serve extensions (as on chat) ---
+    # --- aurora-serve extensions (as on chat; the frame options come from FrameOptions) ---
     token_kept_ratio: Ratio | None = None
-    num_frames: Frames | None = None
-    fps: Number | None = None
-    max_frames: int | None = None
-    start: Number | None = None
-    end: Number | None = None
     ignore_eos: bool | None = None
 
 

@@ -47,15 +47,12 @@ def server(media_dir, tmp_path_factory) -> ServerProcess:
     """The shared server: API keys, file:// under media_dir, 1 MiB media cap, 16 frames a video and 40 a
     request, SGLang metrics on."""
     log = tmp_path_factory.mktemp("logs") / "server.log"
-    proc = ServerProcess([
+    with ServerProcess([
         "--allowed-local-media-path", str(media_dir), "--max-frames", str(MAX_FRAMES), "--max-media-mb",
         str(MAX_MEDIA_MB), "--max-frames-per-request", str(FRAME_BUDGET), "--api-key", API_KEY, OTHER_KEY,
         "--enable-sglang-metrics", "--default-num-frames", "4", "--default-max-tokens", "16",
-    ], log)
-    try:
-        yield proc.wait_ready()
-    finally:
-        proc.stop()
+    ], log) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="session")
@@ -63,15 +60,12 @@ def limits_server(tmp_path_factory) -> ServerProcess:
     """A key-less server with small transport limits: one slot, one place in line, short deadlines; media
     hosts on loopback allowed; "aurora.test" among its allowed Host names."""
     log = tmp_path_factory.mktemp("logs") / "limits.log"
-    proc = ServerProcess([
+    with ServerProcess([
         "--max-concurrency", "1", "--max-queue", "1", "--body-timeout", str(LIMITS["body"]),
         "--body-idle-timeout", str(LIMITS["idle"]), "--header-timeout", str(LIMITS["header"]),
         "--allow-media-hosts", "127.0.0.1/32", "--allowed-hosts", "aurora.test", "--default-max-tokens", "4",
-    ], log)
-    try:
-        yield proc.wait_ready()
-    finally:
-        proc.stop()
+    ], log) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="session")

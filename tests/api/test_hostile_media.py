@@ -26,12 +26,9 @@ RSS_GROWTH_BOUND = 600 * 2**20
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     # Defaults everywhere (the budgets under test) but one request at a time, for the abandonment test.
-    proc = ServerProcess(["--max-concurrency", "1", "--max-media-mb", "8", "--default-max-tokens", "2"],
-                         tmp_path_factory.mktemp("hostile") / "server.log")
-    try:
-        yield proc.wait_ready()
-    finally:
-        proc.stop()
+    with ServerProcess(["--max-concurrency", "1", "--max-media-mb", "8", "--default-max-tokens", "2"],
+                        tmp_path_factory.mktemp("hostile") / "server.log") as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")

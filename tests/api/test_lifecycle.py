@@ -21,12 +21,10 @@ pytestmark = pytest.mark.engine
 @pytest.fixture(scope="module")
 def server2(tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "server2.log"
-    proc = ServerProcess(["--allow-media-hosts", "127.0.0.1/32", "--max-concurrency", "1", "--max-queue", "0",
-                          "--drain-timeout", "60", "--default-num-frames", "2", "--media-max-redirects", "3"], log)
-    try:
-        yield proc.wait_ready()
-    finally:
-        proc.stop()
+    args = ["--allow-media-hosts", "127.0.0.1/32", "--max-concurrency", "1", "--max-queue", "0",
+            "--drain-timeout", "60", "--default-num-frames", "2", "--media-max-redirects", "3"]
+    with ServerProcess(args, log) as proc:
+        yield proc
 
 
 def video_body(url: str, **extra) -> dict:

@@ -26,12 +26,9 @@ KEY = "sk-batch-test"
 
 @pytest.fixture(scope="module")
 def server(tiny_xtuner, tmp_path_factory):
-    proc = ServerProcess(["--model-path", str(tiny_xtuner), "--api-key", KEY, "--max-frames", "16"],
-                         tmp_path_factory.mktemp("logs") / "server.log")
-    try:
-        yield proc.wait_ready()
-    finally:
-        proc.stop()
+    with ServerProcess(["--model-path", str(tiny_xtuner), "--api-key", KEY, "--max-frames", "16"],
+                        tmp_path_factory.mktemp("logs") / "server.log") as proc:
+        yield proc
 
 
 def test_server_mode_writes_the_rows_an_in_process_run_writes(server, engine, media, tmp_path):

@@ -24,7 +24,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m aurora_serve serve …`` as a child process, with its log in a file."""
+    """``python -m aurora_serve serve …`` as a child process, with its log in a file; ``with`` it for a ready
+    server that is stopped however the block ends."""
 
     def __init__(self, args: list[str], log_path: Path):
         self.args, self.log_path = args, log_path
@@ -36,6 +37,16 @@ class ServerProcess:
                "--port", str(self.port), "--log-level", "info", *args]
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def __enter__(self) -> "ServerProcess":
+        try:
+            return self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
