@@ -74,9 +74,19 @@ async def client(base: str, pools: dict, share: float, until: float, rng: random
                                         headers={"content-type": "application/json"})
                 else:
                     r = await http.post("/v1/chat/completions", json=body)
-                tally[(kind, r.status_code)] += 1
+                tally[(kind, r.status_code, _code(r))] += 1
             except httpx.HTTPError as exc:
-                tally[(kind, type(exc).__name__)] += 1
+                tally[(kind, type(exc).__name__, None)] += 1
+
+
+def _code(r: httpx.Response) -> str | None:
+    """The OpenAI error envelope's code, for answers that are errors."""
+    if r.status_code < 400:
+        return None
+    try:
+        return r.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return "not an error envelope"
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -114,8 +124,8 @@ async def run(server: Server, args) -> dict:
     gauges = server.gauges()
     warm = [r for t, r in rss if t - start >= args.seconds * args.warmup_share]
     growth = (max(warm[len(warm) // 2:]) - warm[0]) / warm[0] if len(warm) > 2 else None
-    answers = {f"{kind} {status}": n for (kind, status), n in sorted(tally.items(), key=str)}
-    five_xx = sum(n for (kind, status), n in tally.items() if isinstance(status, int) and status >= 500)
+    answers = {" ".join(str(x) for x in key if x is not None): n for key, n in sorted(tally.items(), key=str)}
+    five_xx = sum(n for (kind, status, code), n in tally.items() if isinstance(status, int) and status >= 500)
     return {"answers": answers, "requests": sum(tally.values()), "five_xx": five_xx,
             "rss_mb": {"after_warmup": warm[0] / 2**20 if warm else None, "max": max(r for _, r in rss) / 2**20,
                        "end": rss[-1][1] / 2**20},

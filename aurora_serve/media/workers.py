@@ -68,7 +68,7 @@ def prepare(data, kind: str, sampling: Sampling, backend: str, size: int, budget
 
 
 class MediaWorkers:
-    """A pool of ``workers`` processes preparing items; ``request()`` opens one request's shared budget."""
+    """A pool of ``workers`` processes preparing items; ``with request()`` opens one request's shared budget."""
 
     def __init__(self, workers: int, limits: ItemLimits, memory_mb: int | None = None):
         self.workers, self.limits, self.memory_mb = workers, limits, memory_mb
@@ -132,6 +132,12 @@ class LocalRequest:
         self.executor, self.limits = executor, limits
         self.budget = RequestBudget(limits.max_request_pixels, limits.max_frame_pixels)
 
+    def __enter__(self) -> "LocalRequest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass  # nothing shared to free: the budget goes with the object
+
     def cancel(self) -> None:
         self.budget.cancelled.set()
 
@@ -146,14 +152,29 @@ class LocalRequest:
 
 
 class RequestSlot:
-    """One request's cancellation flag and pixel count in shared memory; freed when its last item is done."""
+    """One request's cancellation flag and pixel count in shared memory. Open it with ``with``: the slot is
+    freed once the block is left *and* its last item's worker is done (a cancelled item's worker runs on
+    until it sees the flag), never before, and nothing touches it after (it may be another request's then)."""
 
     def __init__(self, workers: MediaWorkers, slot: int):
         self.workers, self.slot = workers, slot
-        self.pending = 0
+        self.pending, self.closed, self.released = 0, False, False
+
+    def __enter__(self) -> "RequestSlot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.closed = True
+        self._release_when_idle()
+
+    def _release_when_idle(self) -> None:
+        if self.closed and self.pending == 0 and not self.released:
+            self.released = True
+            self.workers._release(self.slot)
 
     def cancel(self) -> None:
-        self.workers._flags[self.slot] = 1
+        if not self.released:
+            self.workers._flags[self.slot] = 1
 
     async def prepare(self, *args) -> Prepared:
         self.pending += 1
@@ -170,8 +191,7 @@ class RequestSlot:
             return await self.workers.run(self.slot, *args)
         finally:
             self.pending -= 1
-            if self.pending == 0:
-                self.workers._release(self.slot)
+            self._release_when_idle()
 
 
 @contextlib.contextmanager

@@ -49,16 +49,17 @@ class MediaPreparer:
 
     async def prepare_all(self, media: list[MediaItem]) -> list[tuple[str, torch.Tensor]]:
         """Every item's identity and ``[F, S, S, 3]`` uint8 crops, prepared concurrently."""
-        request = self.workers.request() if self.workers is not None else LocalRequest(self.io_executor, self.limits)
-        tasks = [asyncio.ensure_future(self._prepare(m, request)) for m in media]
-        try:
-            return await asyncio.gather(*tasks)
-        except BaseException:
-            request.cancel()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)  # each knows how to let its work go
-            raise
+        opened = self.workers.request() if self.workers is not None else LocalRequest(self.io_executor, self.limits)
+        with opened as request:
+            tasks = [asyncio.ensure_future(self._prepare(m, request)) for m in media]
+            try:
+                return await asyncio.gather(*tasks)
+            except BaseException:
+                request.cancel()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)  # each knows how to let its work go
+                raise
 
     async def _prepare(self, m: MediaItem, request) -> tuple[str, torch.Tensor]:
         loop = asyncio.get_running_loop()

@@ -35,10 +35,18 @@ def workers():
     pool.shutdown()
 
 
+def prepare_once(workers: MediaWorkers, data, frames: int):
+    async def run():
+        with workers.request() as slot:
+            return await slot.prepare(data, "video", Sampling(num_frames=frames), "pyav", 378)
+
+    return asyncio.run(run())
+
+
 def test_workers_return_the_in_process_crops(workers):
     clip = make_video(None, frames=20, seed=3)
     local = prepare(clip, "video", Sampling(num_frames=4), "pyav", 378, DecodeBudget())
-    remote = asyncio.run(workers.request().prepare(clip, "video", Sampling(num_frames=4), "pyav", 378))
+    remote = prepare_once(workers, clip, 4)
     assert np.array_equal(local.crops, remote.crops) and remote.crops.shape == (4, 378, 378, 3)
 
 
@@ -46,9 +54,9 @@ def test_the_request_pixel_budget_spans_workers(workers):
     clip = uhd_frames(16)
 
     async def two_items():  # 16 + 16 frames of 4K against a 24-frame budget, on two processes at once
-        slot = workers.request()
-        return await asyncio.gather(*(slot.prepare(clip, "video", Sampling(num_frames=16), "pyav", 378)
-                                      for _ in range(2)), return_exceptions=True)
+        with workers.request() as slot:
+                return await asyncio.gather(*(slot.prepare(clip, "video", Sampling(num_frames=16), "pyav", 378)
+                                          for _ in range(2)), return_exceptions=True)
 
     results = asyncio.run(two_items())
     refused = [r for r in results if isinstance(r, MediaTooLargeError)]
@@ -59,14 +67,14 @@ def test_a_cancelled_request_frees_its_worker_and_slot(workers):
     clip = uhd_frames(64)
 
     async def cancel_midway():
-        slot = workers.request()
-        task = asyncio.ensure_future(slot.prepare(clip, "video", Sampling(num_frames=24), "pyav", 378))
-        await asyncio.sleep(1.0)
-        task.cancel()
-        started = time.monotonic()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        while slot.pending:  # the worker stops at its next packet, then the slot is free again
+        with workers.request() as slot:
+            task = asyncio.ensure_future(slot.prepare(clip, "video", Sampling(num_frames=24), "pyav", 378))
+            await asyncio.sleep(1.0)
+            task.cancel()
+            started = time.monotonic()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        while not slot.released:  # the worker stops at its next packet, then the slot is free again
             await asyncio.sleep(0.01)
         return time.monotonic() - started
 
@@ -77,10 +85,38 @@ def test_a_cancelled_request_frees_its_worker_and_slot(workers):
 
 def test_a_dead_worker_is_replaced(workers):
     with pytest.raises(ServiceUnavailableError) as info:
-        asyncio.run(workers.request().prepare(Crash(), "video", Sampling(num_frames=2), "pyav", 378))
+        prepare_once(workers, Crash(), 2)
     assert info.value.code == "media_worker_died" and info.value.status == 503
     clip = make_video(None, frames=10, seed=4)
-    again = asyncio.run(workers.request().prepare(clip, "video", Sampling(num_frames=2), "pyav", 378))
+    again = prepare_once(workers, clip, 2)
     assert again.crops.shape == (2, 378, 378, 3)
 
 
+
+
+def test_a_slot_is_freed_however_its_request_ends(workers):
+    """A request whose items never reach a worker (all cached) frees its slot too: before, it leaked one
+    per request, and the server answered every media request with a 503 once the 4096 slots were gone."""
+    free = len(workers._free)
+    for _ in range(3):
+        with workers.request():
+            pass  # every item a cache hit
+    with pytest.raises(ValueError):
+        with workers.request():
+            raise ValueError("an item refused before decoding")
+    prepare_once(workers, make_video(None, frames=6, seed=5), 2)
+    assert len(workers._free) == free
+
+
+def test_cancelling_a_finished_request_leaves_the_slots_next_owner_alone(workers):
+    """A request may be told to stop after its slot is free again (one item failed after the others were
+    done): the flag must not land on the request that holds the slot now."""
+    with workers.request() as first:
+        pass
+    with workers.request() as second:
+        assert second.slot == first.slot  # the free list hands the same slot out again
+        first.cancel()
+        assert workers._flags[second.slot] == 0
+        clip = make_video(None, frames=6, seed=6)
+        out = asyncio.run(second.prepare(clip, "video", Sampling(num_frames=2), "pyav", 378))
+    assert out.crops.shape == (2, 378, 378, 3)
