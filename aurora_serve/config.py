@@ -329,22 +329,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve AuroraCap behind an OpenAI-compatible HTTP API. Every flag can also be set with "
         "the AURORA_* variable named in its help; flags win over variables.",
     )
-    for name, kind, help_text in OPTIONS:
+    add_options(p, [name for name, _, _ in OPTIONS])
+    return p
+
+
+def add_options(parser, names: Sequence[str], env: bool = True) -> None:
+    """The flags of the settings ``names`` on ``parser`` (or an argument group), as ``serve`` has them: every
+    other command that takes a setting takes it from here. A flag not given parses to None (the default then
+    comes from the settings)."""
+    table = {name: (kind, help_text) for name, kind, help_text in OPTIONS}
+    for name in names:
+        kind, help_text = table[name]
         default = default_of(name)
         shown = ", ".join(default) if isinstance(default, tuple) else default
         shown = "none" if shown in (None, "", {}) else shown
-        text = f"{help_text} [env {_env_name(name)}; default: {shown}]"
+        text = f"{help_text} [{f'env {_env_name(name)}; ' if env else ''}default: {shown}]"
         if kind == SWITCH:
-            p.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, help=text)
+            parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=text)
         elif kind == LIST:
-            p.add_argument(_flag(name), dest=name, nargs="+", action="extend",
-                           metavar=name.split("_")[-1].upper(), help=text)
+            parser.add_argument(_flag(name), dest=name, nargs="+", action="extend", default=None,
+                                metavar=name.split("_")[-1].upper(), help=text)
         elif isinstance(kind, list):
-            p.add_argument(_flag(name), dest=name, choices=kind, help=text)
+            parser.add_argument(_flag(name), dest=name, choices=kind, default=None, help=text)
         else:
-            p.add_argument(_flag(name), dest=name, type=kind, help=text)
-    p.set_defaults(**{name: None for name, _, _ in OPTIONS})
-    return p
+            parser.add_argument(_flag(name), dest=name, type=kind, default=None, help=text)
+
+
+def engine_option_names(exclude: Sequence[str] = ()) -> list[str]:
+    """The settings an engine (in-process: ``batch``, ``Captioner``) takes, in ``serve``'s order."""
+    return [name for name, _, _ in OPTIONS if PATHS[name][0] == "engine" and name not in exclude]
 
 
 def _from_env(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> dict[str, Any]:

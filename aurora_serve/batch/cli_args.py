@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 from aurora_serve.batch.tasks import Defaults, parse_shard
-from aurora_serve.config import ServerSettings
+from aurora_serve.config import ServerSettings, add_options, engine_option_names
 from aurora_serve.media.item import MediaPolicy
+
+
+# Engine settings batch takes as per-row defaults of its own (--max-frames, --num-frames, --token-kept-ratio)
+# or under another name (--offline, as `caption` has it); the metrics flag is the server's.
+ROW_DEFAULTS = ("max_frames", "default_token_kept_ratio", "default_num_frames", "hf_offline", "enable_sglang_metrics")
 
 
 def _positive(kind):
@@ -54,12 +58,9 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--log-every", type=_positive(float), default=30.0,
                    help="seconds between progress lines when stderr is not a terminal")
     g.add_argument("--no-progress-bar", action="store_true", help="log lines even on a terminal")
-    g = p.add_argument_group("engine (in-process and --ray)")
-    g.add_argument("--model-path", help="checkpoint dir or hub id (default: the embedded tiny model)")
-    g.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    g.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
+    g = p.add_argument_group("engine (in-process and --ray; as on serve)")
+    add_options(g, engine_option_names(exclude=ROW_DEFAULTS), env=False)
     g.add_argument("--offline", action="store_true", help="resolve hub ids from the local cache only")
-    g.add_argument("--sglang-args", type=json.loads, default={}, help="JSON object of extra sglang.Engine arguments")
     g = p.add_argument_group("media URLs (fetched as the server fetches them)")
     g.add_argument("--allow-media-hosts", nargs="+", default=[], metavar="HOST",
                    help="hosts or CIDRs URLs may reach even if private/loopback")
@@ -78,14 +79,16 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
 def batch_options(args: argparse.Namespace):
     """The parsed flags as ``BatchOptions`` (ValueError on a combination that cannot run)."""
     from aurora_serve.batch.job import BatchOptions
-    from aurora_serve.config import EngineSettings
+    from aurora_serve.config import engine_settings
     from aurora_serve.media.fetch import FetchLimits
 
     if args.server and args.ray is not None:
         raise ValueError("--server and --ray are two ways to run the job: choose one")
     if args.num_frames is not None and args.fps is not None:
         raise ValueError("--num-frames and --fps are two frame rules: choose one")
-    policy = MediaPolicy(max_frames=args.max_frames or MediaPolicy.max_frames)
+    engine = {name: getattr(args, name) for name in engine_option_names(exclude=ROW_DEFAULTS)
+              if getattr(args, name) is not None}
+    engine.update(hf_offline=args.offline, max_frames=args.max_frames or MediaPolicy.max_frames)
     media_bytes = int(args.max_media_mb * 1024 * 1024)
     return BatchOptions(
         input=args.input, output=args.output, column=args.column,
@@ -98,8 +101,7 @@ def batch_options(args: argparse.Namespace):
         progress_bar=False if args.no_progress_bar else None, server=args.server, api_key=args.api_key,
         max_retries=args.max_retries, ray=args.ray, ray_actors=args.ray_actors,
         ray_gpus_per_actor=args.ray_gpus_per_actor,
-        engine=EngineSettings(model_path=args.model_path, device=args.device, dtype=args.dtype,
-                              hf_offline=args.offline, sglang_args=args.sglang_args, media=policy),
+        engine=engine_settings(**engine),
         fetch=FetchLimits(max_bytes=media_bytes, max_data_url_bytes=4 * media_bytes // 3 + 256,
                           total_timeout=args.media_timeout, allow_hosts=tuple(args.allow_media_hosts)),
     )

@@ -73,3 +73,22 @@ def test_window_tasks_carry_their_span_and_id():
     w = window_task(task, 2.0, 4.5)
     assert w.id == "v1@2.000-4.500" and w.window == (2.0, 4.5)
     assert (w.options["start"], w.options["end"], w.options["fps"]) == (2.0, 4.5, 2.0)
+
+
+def test_batch_takes_the_engine_settings_serve_takes():
+    """One table of settings: a GPU host's `batch` can set media workers, the merge backend, SGLang's batch
+    size … exactly as `serve` does; flags not given keep the settings' defaults."""
+    import argparse
+
+    from aurora_serve.batch.cli_args import add_batch_arguments, batch_options
+    from aurora_serve.config import EngineSettings
+
+    parser = argparse.ArgumentParser()
+    add_batch_arguments(parser)
+    given = batch_options(parser.parse_args(["in", "-o", "out.jsonl", "--media-workers", "0", "--merge-backend",
+                                             "reference", "--max-running-requests", "8", "--max-frames", "32",
+                                             "--offline"]))
+    assert given.engine.runtime.media_workers == 0 and given.engine.runtime.merge_backend == "reference"
+    assert given.engine.max_running_requests == 8 and given.engine.media.max_frames == 32
+    assert given.engine.hf_offline
+    assert batch_options(parser.parse_args(["in", "-o", "out.jsonl"])).engine == EngineSettings()
