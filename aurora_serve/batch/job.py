@@ -109,7 +109,7 @@ async def execute(options: BatchOptions, source: Input, tasks: Iterator[Task], s
     progress = Progress(None if options.defaults.window_seconds else source.count(), log_every=options.log_every,
                         bar=options.progress_bar, warm_rows=options.max_in_flight)
     stop = Stop.new(options.grace)
-    caught = _take_signals(stop)
+    caught: list[int] = []
 
     def tick() -> None:
         if writer.due():
@@ -120,6 +120,9 @@ async def execute(options: BatchOptions, source: Input, tasks: Iterator[Task], s
     status, fatal = 0, None
     try:
         await backend.start()  # a server that does not answer ends the run here, as a failure, not a traceback
+        # After start: SGLang's tokenizer manager installs its own SIGTERM handler (it would wait for the
+        # requests in flight and let the run go on taking rows) when it binds to this loop there.
+        caught = _take_signals(stop)
         async for _, row in run_tasks(tasks, backend, max_in_flight=options.max_in_flight,
                                       window_seconds=options.defaults.window_seconds, skip=done.__contains__,
                                       stop=stop, tick=tick):

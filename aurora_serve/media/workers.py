@@ -121,7 +121,13 @@ class MediaWorkers:
                 self._pool = self._new_pool()
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop every decode at its next packet and wait for the workers to exit. Waiting matters: the pool's
+        queues hold semaphores registered with multiprocessing's resource tracker, and SGLang's shutdown
+        kills every child process, the tracker included; released later, they make a new tracker print
+        "process died unexpectedly" and a KeyError per semaphore at exit."""
+        self._flags[:] = [1] * SLOTS
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None  # the queues go with the last reference, while the tracker still runs
         os.unlink(self._lock_path)
 
 

@@ -1,5 +1,6 @@
 """``kill -9`` of a running ``aurora-serve batch``, then the same command again: every row exactly once, and the
-captions those of a clean run (greedy)."""
+captions those of a clean run (greedy). SIGTERM: the run stops taking rows, finishes those in flight, exits
+non-zero, and the same command finishes the rest."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def batch(args: list[str], log) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def summary_in(log) -> dict:
+    """The run's JSON summary: its last stdout line (the log also holds stderr, which may come after it)."""
+    return json.loads([line for line in log.read_text().splitlines() if line.startswith("{")][-1])
+
+
 def test_kill_9_then_rerun_writes_every_row_once_with_clean_captions(engine, tiny_xtuner, tmp_path):
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -51,7 +57,7 @@ def test_kill_9_then_rerun_writes_every_row_once_with_clean_captions(engine, tin
     with open(tmp_path / "second.log", "wb") as log:
         second = batch(args, log)
         assert second.wait(600) == 0, (tmp_path / "second.log").read_text()[-3000:]
-    summary = json.loads((tmp_path / "second.log").read_text().strip().splitlines()[-1])
+    summary = summary_in(tmp_path / "second.log")
     assert summary["skipped_done"] == written_before and summary["rows"] == 8 - written_before
 
     rows = list(read_rows(out))
@@ -59,3 +65,28 @@ def test_kill_9_then_rerun_writes_every_row_once_with_clean_captions(engine, tin
     with Captioner(engine=engine, max_tokens=6, num_frames=2, token_kept_ratio=0.5) as captioner:
         clean = {r["path"]: r["caption"] for r in captioner.caption([{"path": str(clips / r["path"])} for r in rows])}
     assert {r["path"]: r["caption"] for r in rows} == {os.path.basename(p): c for p, c in clean.items()}
+
+
+def test_sigterm_stops_taking_rows_and_a_rerun_finishes_the_rest(tiny_xtuner, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(8):
+        make_video(clips / f"v{i:02d}.mp4", frames=12 + 2 * i, w=64, h=48, seed=80 + i)
+    out = tmp_path / "captions.jsonl"
+    args = [str(clips), "-o", str(out), "--model-path", str(tiny_xtuner), *FLAGS]
+    with open(tmp_path / "first.log", "wb") as log:
+        first = batch(args, log)
+        deadline = time.monotonic() + 600
+        while len(part_files(out)) < 2:
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no output after 10 min"
+            time.sleep(0.2)
+        first.send_signal(signal.SIGTERM)  # to the batch process alone, as a scheduler's stop does
+        assert first.wait(120) == 128 + signal.SIGTERM, (tmp_path / "first.log").read_text()[-3000:]
+    summary = summary_in(tmp_path / "first.log")
+    written = len(list(read_rows(out)))
+    assert summary["stopped_by"] == "SIGTERM" and summary["rows"] == written < 8  # in-flight rows finished, no more
+
+    with open(tmp_path / "second.log", "wb") as log:
+        assert batch(args, log).wait(600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    assert sorted(r["path"] for r in read_rows(out)) == [f"v{i:02d}.mp4" for i in range(8)]
