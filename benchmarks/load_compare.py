@@ -5,8 +5,8 @@ alternating (before, after, before, after, …) so that drift in the machine's l
     .venv/bin/python -m benchmarks.load_compare --before d87bf27 --concurrency 4,16 --requests 32 --rounds 2
 
 Both servers run with their own defaults and the same venv; each round gets fresh media (another seed), so no
-point profits from a cache an earlier one filled. Prints and writes per-point medians over the rounds and the
-after ÷ before ratios of requests/s and TTFT p50.
+point profits from a cache an earlier one filled. Prints and writes per-point medians over the rounds, the
+after ÷ before ratios of requests/s and TTFT p50, and requests/s after ÷ before paired within each round.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -58,6 +59,17 @@ def summary(runs: list[list[dict]]) -> list[dict]:
     return out
 
 
+def paired(runs: dict[str, list]) -> list[dict]:
+    """Per point, after ÷ before of requests/s within each round (the two ran minutes apart) and their geometric
+    mean: on a machine whose speed drifts between rounds this is steadier than a ratio of medians."""
+    out = []
+    for i, point in enumerate(runs["before"][0]):
+        ratios = [a[i]["requests_per_s"] / b[i]["requests_per_s"] for b, a in zip(runs["before"], runs["after"])]
+        out.append({"workload": point["workload"], "level": point["level"], "by_round": ratios,
+                    "geometric_mean": math.exp(sum(map(math.log, ratios)) / len(ratios))})
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--before", default="d87bf27", help="git revision of the 'before' server")
@@ -83,12 +95,15 @@ def main(argv=None) -> None:
                "requests_per_s_after_over_before": a["requests_per_s"] / b["requests_per_s"],
                "ttft_p50_after_over_before": a["ttft_p50_s"] / b["ttft_p50_s"]}
               for b, a in zip(table["before"], table["after"])]
+    pairs = paired(runs)
+    for row, pair in zip(ratios, pairs):
+        row["requests_per_s_paired_geometric_mean"] = pair["geometric_mean"]
     for row in ratios:
         print(f"{row['workload']} c={row['level']}: req/s after/before {row['requests_per_s_after_over_before']:.2f}, "
               f"TTFT p50 after/before {row['ttft_p50_after_over_before']:.2f}")
     report = {"benchmark": "load_compare", "command": command(), **git_state(), "machine": machine(),
               "before": args.before, "settings": vars(args) | {"out": str(args.out)}, "load_average": loads,
-              "medians": table, "ratios": ratios, "runs": runs}
+              "medians": table, "ratios": ratios, "paired": pairs, "runs": runs}
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
 
