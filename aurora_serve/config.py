@@ -48,7 +48,7 @@ class ModelRuntime:
     decode_timeout: float = 30.0  # seconds per item, from when its decode starts
     max_frame_pixels: int = 40_000_000  # one frame or image: 4K and 8K video, 40 MP photos
     max_request_pixels: int = 1_200_000_000  # a request's frames together: two 64-frame 4K videos
-    media_workers: int | None = None  # processes preparing media; None: one per CPU core (up to 8); 0: threads
+    media_workers: int | None = None  # processes preparing media; None: one per CPU of its affinity (up to 32); 0: threads
     media_worker_memory_mb: int = 4096  # address space per media worker (a runaway decoder fails there)
 
     @classmethod
@@ -256,7 +256,7 @@ OPTIONS: list[tuple[str, Any, str]] = [
      "(frames x width x height); over it: 413 pixel_budget_exceeded"),
     ("media_workers", _non_negative_int, "processes that decode and crop media, in parallel and apart from the "
      "server (a crashing decoder takes only its worker); 0: decode on SGLang's media threads instead "
-     "(none: one per CPU core, up to 8)"),
+     "(none: one per CPU this process may run on, up to 32)"),
     ("media_worker_memory_mb", _non_negative_int, "address space one media worker may map, MiB (0: unlimited)"),
     ("media_connect_timeout", _positive(float), "seconds to connect to a media host"),
     ("media_timeout", _positive(float), "seconds for a whole media download"),

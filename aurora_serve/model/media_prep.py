@@ -22,14 +22,17 @@ from aurora_serve.media.workers import ItemLimits, LocalRequest, MediaWorkers
 from aurora_serve.model import stage_metrics
 from aurora_serve.model.media_cache import ProcessedMediaCache, media_digest
 
-MAX_AUTO_WORKERS = 8
+MAX_AUTO_WORKERS = 32
 
 
 def worker_count(runtime: ModelRuntime) -> int:
-    """``--media-workers``, or one per CPU core up to ``MAX_AUTO_WORKERS`` when not given."""
+    """``--media-workers``, or one per CPU this process may run on (its affinity: a cpuset, ``taskset``) up to
+    ``MAX_AUTO_WORKERS`` when not given. A CPU quota (Kubernetes' limits) is not visible here: deployments set
+    the flag from the pod's CPU (deploy/k8s does)."""
     if runtime.media_workers is not None:
         return runtime.media_workers
-    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cpus, MAX_AUTO_WORKERS))
 
 
 class MediaPreparer:

@@ -120,3 +120,15 @@ def test_cancelling_a_finished_request_leaves_the_slots_next_owner_alone(workers
         clip = make_video(None, frames=6, seed=6)
         out = asyncio.run(second.prepare(clip, "video", Sampling(num_frames=2), "pyav", 378))
     assert out.crops.shape == (2, 378, 378, 3)
+
+
+def test_the_default_worker_count_follows_the_cpus_the_server_may_use():
+    """One worker per CPU of the process's affinity (a cpuset or taskset), not per core of the machine."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from aurora_serve.config import ModelRuntime; from aurora_serve.model.media_prep import worker_count; "
+            "print(worker_count(ModelRuntime()), worker_count(ModelRuntime(media_workers=3)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "3"]
