@@ -119,6 +119,7 @@ class MediaWorkers:
         with self._guard:
             if self._pool is broken:  # the first to notice rebuilds it
                 self._pool = self._new_pool()
+                broken.shutdown(wait=True)  # its other workers exit, its queues are released now
 
     def shutdown(self) -> None:
         """Stop every decode at its next packet and wait for the workers to exit. Waiting matters: the pool's
