@@ -6,7 +6,7 @@
   server       ``aurora-serve batch DIR --server URL`` against ``aurora-serve serve``, concurrency 16
   ray          ``aurora-serve batch DIR --ray`` on a local Ray instance, one actor
 
-then a resume check: the in-process command stopped by SIGTERM halfway, then run again (it must redo no row the
+then a resume check: the in-process command stopped by SIGTERM a quarter of the way in, then run again (it must redo no row the
 first run wrote). Clips are generated (seeded H.264, mixed lengths and resolutions) and every path generates exactly
 ``--max-tokens`` tokens (ignore_eos) with greedy decoding, 8 frames, ρ 0.2.
 
@@ -94,9 +94,10 @@ def sequential_phase(clips: list[Path], args) -> dict:
 
 
 def resume_phase(folder: Path, work: Path, args) -> dict:
-    """SIGTERM the in-process run once half the rows are written, then the same command again."""
+    """SIGTERM the in-process run once a quarter of the rows are written, then the same command again."""
     out = work / "resume.jsonl"
-    first = batch_cli(folder, out, args, [], stop_after_rows=args.clips // 2)
+    # Early enough that rows remain after the ones in flight (up to --max-in-flight) finish.
+    first = batch_cli(folder, out, args, [], stop_after_rows=max(1, args.clips // 4))
     second = batch_cli(folder, out, args, [])
     from aurora_serve.batch.outputs import read_rows
 
