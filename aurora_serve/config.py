@@ -357,7 +357,7 @@ def add_options(parser, names: Sequence[str], env: bool = True) -> None:
 
 
 def engine_option_names(exclude: Sequence[str] = ()) -> list[str]:
-    """The settings an engine (in-process: ``batch``, ``Captioner``) takes, in ``serve``'s order."""
+    """The settings an in-process engine takes (``batch``'s engine flags), in ``serve``'s order."""
     return [name for name, _, _ in OPTIONS if PATHS[name][0] == "engine" and name not in exclude]
 
 

@@ -179,10 +179,13 @@ class AuroraEngine:
         except ValueError as e:
             raise InvalidRequestError(str(e)) from e
 
+    def _processor(self):
+        """Our multimodal processor, in this process's tokenizer manager (None before SGLang made it)."""
+        return getattr(self.engine.tokenizer_manager, "mm_processor", None)
+
     def frames_sampled(self, rid: str) -> dict[str, list[int]] | None:
         """Frames each media item of request ``rid`` got, by kind in request order (once, after its prefill)."""
-        processor = getattr(self.engine.tokenizer_manager, "mm_processor", None)
-        return getattr(processor, "frames_sampled", {}).pop(rid, None)
+        return getattr(self._processor(), "frames_sampled", {}).pop(rid, None)
 
     def abort(self, rid: str) -> None:
         self.engine.tokenizer_manager.abort_request(rid=rid)
@@ -194,7 +197,7 @@ class AuroraEngine:
     def shutdown(self) -> None:
         try:
             # our media workers first: SGLang's shutdown kills every child process of this one
-            processor = getattr(self.engine.tokenizer_manager, "mm_processor", None)
+            processor = self._processor()
             if processor is not None and hasattr(processor, "media"):
                 processor.media.close()
             self.engine.shutdown()

@@ -102,11 +102,10 @@ def resume_phase(folder: Path, work: Path, args) -> dict:
     from aurora_serve.batch.outputs import read_rows
 
     ids = [r["id"] for r in read_rows(out)]
+    midway = first["stopped_by"] == "SIGTERM" and first["rows"] < args.clips  # else the check proves nothing
     return {"first": first, "second": second, "rows_in_output": len(ids), "distinct_ids": len(set(ids)),
-            "rows_redone": second["rows"] - (args.clips - first["rows"]),
-            "stopped_midway": first["stopped_by"] == "SIGTERM" and first["rows"] < args.clips,
-            "ok": len(ids) == len(set(ids)) == args.clips and second["skipped_done"] == first["rows"]
-            and first["stopped_by"] == "SIGTERM" and first["rows"] < args.clips}  # else the check proves nothing
+            "rows_redone": second["rows"] - (args.clips - first["rows"]), "stopped_midway": midway,
+            "ok": midway and len(ids) == len(set(ids)) == args.clips and second["skipped_done"] == first["rows"]}
 
 
 def main() -> None:

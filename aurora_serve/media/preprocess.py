@@ -58,7 +58,7 @@ def normalisation_table(mean=CLIP_MEAN, std=CLIP_STD) -> np.ndarray:
     A uint8 pixel has 256 values, so the per-channel arithmetic is a table, computed with the same operations
     as transformers' rescale + normalise (float64 scale, float32 cast, float32 subtract and divide): looking
     a level up gives bit-identical output, about 6x cheaper than the arithmetic on every pixel, and the same
-    table on the model's device normalises there (``model.vision.normalise``)."""
+    table on the model's device normalises there (``model.vision.normalise_crops``)."""
     levels = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
     return (levels[None, :] - np.asarray(mean, dtype=np.float32)[:, None]) / np.asarray(std, dtype=np.float32)[:, None]
 

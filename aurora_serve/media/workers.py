@@ -81,7 +81,8 @@ class MediaWorkers:
         os.close(fd)
         self._context = context
         self._free = list(range(SLOTS))
-        self._guard = threading.Lock()
+        self._guard = threading.Lock()  # the free slots (held for microseconds, also on the event loop)
+        self._rebuilding = threading.Lock()  # held while a new pool starts (half a second), off the loop
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -116,7 +117,7 @@ class MediaWorkers:
                                           "another's crashed the decoder); retry", code="media_worker_died") from None
 
     def _rebuild(self, broken: ProcessPoolExecutor) -> None:
-        with self._guard:
+        with self._rebuilding:
             if self._pool is broken:  # the first to notice rebuilds it
                 self._pool = self._new_pool()
                 broken.shutdown(wait=True)  # its other workers exit, its queues are released now

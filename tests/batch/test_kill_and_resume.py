@@ -34,21 +34,32 @@ def summary_in(log) -> dict:
     return json.loads([line for line in log.read_text().splitlines() if line.startswith("{")][-1])
 
 
-def test_kill_9_then_rerun_writes_every_row_once_with_clean_captions(engine, tiny_xtuner, tmp_path):
+def clip_dir(tmp_path, seed: int):
+    """Eight small clips and the batch arguments that caption them into ``captions.jsonl``."""
     clips = tmp_path / "clips"
     clips.mkdir()
     for i in range(8):
-        make_video(clips / f"v{i:02d}.mp4", frames=12 + 2 * i, w=64, h=48, seed=60 + i)
-    out = tmp_path / "captions.jsonl"
+        make_video(clips / f"v{i:02d}.mp4", frames=12 + 2 * i, w=64, h=48, seed=seed + i)
+    return clips, tmp_path / "captions.jsonl"
+
+
+def start_until_written(args: list[str], log, log_path, out) -> subprocess.Popen:
+    """A batch run, returned once OUTPUT holds two chunks (some rows written, others in flight or not started)."""
+    run = batch(args, log)
+    deadline = time.monotonic() + 600
+    while len(part_files(out)) < 2:
+        assert run.poll() is None, log_path.read_text()[-3000:]
+        assert time.monotonic() < deadline, "no output after 10 min"
+        time.sleep(0.2)
+    return run
+
+
+def test_kill_9_then_rerun_writes_every_row_once_with_clean_captions(engine, tiny_xtuner, tmp_path):
+    clips, out = clip_dir(tmp_path, seed=60)
     args = [str(clips), "-o", str(out), "--model-path", str(tiny_xtuner), *FLAGS]
     log_path = tmp_path / "first.log"
     with open(log_path, "wb") as log:
-        first = batch(args, log)
-        deadline = time.monotonic() + 600
-        while len(part_files(out)) < 2:  # killed mid-run: some rows written, others in flight or not started
-            assert first.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "no output after 10 min"
-            time.sleep(0.2)
+        first = start_until_written(args, log, log_path, out)  # killed mid-run
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
     written_before = len(list(read_rows(out)))
@@ -68,19 +79,10 @@ def test_kill_9_then_rerun_writes_every_row_once_with_clean_captions(engine, tin
 
 
 def test_sigterm_stops_taking_rows_and_a_rerun_finishes_the_rest(tiny_xtuner, tmp_path):
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    for i in range(8):
-        make_video(clips / f"v{i:02d}.mp4", frames=12 + 2 * i, w=64, h=48, seed=80 + i)
-    out = tmp_path / "captions.jsonl"
+    clips, out = clip_dir(tmp_path, seed=80)
     args = [str(clips), "-o", str(out), "--model-path", str(tiny_xtuner), *FLAGS]
     with open(tmp_path / "first.log", "wb") as log:
-        first = batch(args, log)
-        deadline = time.monotonic() + 600
-        while len(part_files(out)) < 2:
-            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no output after 10 min"
-            time.sleep(0.2)
+        first = start_until_written(args, log, tmp_path / "first.log", out)
         first.send_signal(signal.SIGTERM)  # to the batch process alone, as a scheduler's stop does
         assert first.wait(120) == 128 + signal.SIGTERM, (tmp_path / "first.log").read_text()[-3000:]
     summary = summary_in(tmp_path / "first.log")

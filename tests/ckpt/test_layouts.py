@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from aurora_serve.ckpt.layout import detect_layout, llava_view, resolve_model_dir, sglang_overrides, write_xtuner_from_hf
 from aurora_serve.errors import ModelLoadError
@@ -18,7 +18,7 @@ from aurora_serve.media.decode import load_frames
 from aurora_serve.model.token_count import tokens_per_frame
 from tests.support.clips import make_video
 from tests.oracle import Oracle
-from tests.support.checkpoints import hf_fork_copy
+from tests.support.checkpoints import hf_fork_copy, projector_keys_swapped
 
 CLI = [sys.executable, "-m", "aurora_serve"]
 
@@ -54,12 +54,7 @@ def test_caption_json_on_hf_layout_matches_oracle_on_xtuner_layout(tiny_xtuner, 
 
 @pytest.mark.engine
 def test_missing_and_unexpected_keys_are_named(tiny_xtuner, tmp_path):
-    broken = tmp_path / "broken"
-    shutil.copytree(tiny_xtuner, broken)
-    w = load_file(str(broken / "projector" / "model.safetensors"))
-    del w["model.2.bias"]
-    w["model.9.weight"] = w["model.0.weight"].clone()
-    save_file(w, str(broken / "projector" / "model.safetensors"))
+    broken = projector_keys_swapped(tiny_xtuner, tmp_path / "broken")
     video = tmp_path / "v.mp4"
     make_video(video, frames=5, seed=41)
     proc = caption(broken, video)

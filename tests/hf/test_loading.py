@@ -3,17 +3,15 @@ save_pretrained round trips, dtype and buffers, and loud errors."""
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from aurora_serve.errors import ModelLoadError
 from aurora_serve.hf import AuroraConfig, AuroraForConditionalGeneration, AuroraProcessor
 from tests.hf.conftest import IMAGE_PROMPT, chat
-from tests.support.checkpoints import hf_fork_copy
+from tests.support.checkpoints import hf_fork_copy, projector_keys_swapped
 
 
 def state(model) -> dict[str, torch.Tensor]:
@@ -66,12 +64,7 @@ def test_fp16_load_keeps_fp32_rotary_frequencies(hf_xtuner, tiny_xtuner):
 
 
 def test_missing_and_unexpected_keys_are_named(tiny_xtuner, tmp_path):
-    broken = tmp_path / "broken"
-    shutil.copytree(tiny_xtuner, broken)
-    weights = load_file(str(broken / "projector" / "model.safetensors"))
-    del weights["model.2.bias"]
-    weights["model.9.weight"] = weights["model.0.weight"].clone()
-    save_file(weights, str(broken / "projector" / "model.safetensors"))
+    broken = projector_keys_swapped(tiny_xtuner, tmp_path / "broken")
     with pytest.raises(ModelLoadError, match=r"projector\.linear_2\.bias.*model\.9\.weight"):
         AuroraForConditionalGeneration.from_pretrained(broken)
 
