@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 from urllib.parse import urlsplit
 
-_NAME = re.compile(r"^\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+from aurora_serve.media.addresses import HOSTNAME, name_listed
+
 _DEFAULT_PORT = {"http": 80, "https": 443}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -35,7 +35,7 @@ def parse_allowed(entries: tuple[str, ...]) -> frozenset[str]:
     names = set()
     for entry in entries:
         name = entry.strip().lower().rstrip(".")
-        if name != "*" and not _NAME.match(name):
+        if name != "*" and not HOSTNAME.match(name):
             raise ValueError(f"{entry!r} is not a host name ('.example.com' for subdomains, '*' for any)")
         names.add(name)
     return frozenset(names)
@@ -71,7 +71,7 @@ def _is_ip(host: str) -> bool:
 
 
 def _listed(host: str, allowed: frozenset[str]) -> bool:
-    return "*" in allowed or host in allowed or any(n.startswith(".") and host.endswith(n) for n in allowed)
+    return "*" in allowed or name_listed(host, allowed)
 
 
 def host_allowed(host_header: str | None, allowed: frozenset[str]) -> bool:

@@ -20,7 +20,7 @@ import re
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-_HOSTNAME = re.compile(r"^\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+HOSTNAME = re.compile(r"^\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _REFUSED: tuple[tuple[IPNetwork, str], ...] = tuple((ipaddress.ip_network(net), why) for net, why in (
     ("fec0::/10", "site-local"),
@@ -42,10 +42,15 @@ def parse_allow_hosts(entries: tuple[str, ...]) -> tuple[tuple[IPNetwork, ...], 
             continue
         except ValueError:
             pass  # not a network: try it as a hostname
-        if not _HOSTNAME.match(text.rstrip(".")):
+        if not HOSTNAME.match(text.rstrip(".")):
             raise ValueError(f"allow_hosts: {entry!r} is neither a CIDR, an IP address nor a hostname")
         names.add(text.rstrip("."))
     return tuple(nets), frozenset(names)
+
+
+def name_listed(host: str, names: frozenset[str]) -> bool:
+    """``host`` is one of ``names``, or under one written as ".example.com" (both lower-case, no trailing dot)."""
+    return host in names or any(n.startswith(".") and host.endswith(n) for n in names)
 
 
 def _embedded_v4(ip: IPAddress) -> ipaddress.IPv4Address | None:

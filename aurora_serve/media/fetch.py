@@ -28,7 +28,7 @@ import anyio
 import httpx
 
 from aurora_serve.errors import InvalidRequestError, MediaFetchError, MediaTooLargeError
-from aurora_serve.media.addresses import check_address, is_ip, parse_allow_hosts
+from aurora_serve.media.addresses import check_address, is_ip, name_listed, parse_allow_hosts
 from aurora_serve.media.local import decode_data_url, read_file_url
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -93,7 +93,7 @@ async def _pinned_addresses(url: httpx.URL, limits: FetchLimits, resolver) -> li
     """Resolve ``url``'s host once and check every address; the caller connects only to these."""
     host = url.raw_host.decode("ascii").lower().rstrip(".")
     nets, names = parse_allow_hosts(tuple(limits.allow_hosts))
-    host_allowed = host in names or any(n.startswith(".") and host.endswith(n) for n in names)
+    host_allowed = name_listed(host, names)
     addresses = [host] if is_ip(host) else []  # an IP literal needs no resolution
     try:
         if not addresses:
