@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aurora_serve.errors import InvalidRequestError
+from aurora_serve.media.item import SAMPLING_OPTIONS
 
-SAMPLING = ("num_frames", "fps", "max_frames", "start", "end")
-ITEM = ("token_kept_ratio", *SAMPLING)
+ITEM = ("token_kept_ratio", *SAMPLING_OPTIONS)  # what a request may set on a media item
 MEDIA_IO_VIDEO = ("num_frames", "fps")  # vLLM's VideoMediaIO keys this server can honour
 MM_PROCESSOR = ("num_frames", "fps", "max_frames")  # the HF video processors' sampling keys
 

@@ -189,17 +189,12 @@ class ChatCompletionRequest(_Request, FrameOptions):
         return self._foreign
 
 
-class CaptionRequest(_Request):
+class CaptionRequest(_Request, FrameOptions):
     """``POST /v1/captions`` as JSON (multipart carries the same fields as form fields plus ``file``)."""
 
     url: str | None = None  # required unless a file is uploaded (multipart)
     prompt: str | None = None
     token_kept_ratio: Ratio | None = None
-    num_frames: Frames | None = None
-    fps: Number | None = None
-    max_frames: int | None = None
-    start: Number | None = None
-    end: Number | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] | None = None
     stream: bool | None = False

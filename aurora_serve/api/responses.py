@@ -25,6 +25,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from aurora_serve.api.engine_request import ChatPaths
+from aurora_serve.api.options import ITEM, Options
 from aurora_serve.api.protocol import ChatCompletionRequest, FrameOptions, MediaId, Ratio
 from aurora_serve.errors import InvalidRequestError
 
@@ -187,7 +188,7 @@ def to_chat(body: CreateResponse) -> tuple[ChatCompletionRequest, ChatPaths]:
         places.append(where if isinstance(body.input, str) else f"{where}.content")
     if not any(place.startswith("input") for place in places):
         raise InvalidRequestError("input has no message", param="input")
-    extensions = ("token_kept_ratio", "num_frames", "fps", "max_frames", "start", "end", "ignore_eos")
+    extensions = (*ITEM, "ignore_eos")
     chat = {"model": body.model, "messages": messages, "max_completion_tokens": body.max_output_tokens,
             "temperature": body.temperature, "top_p": body.top_p, "stream": body.stream,
             **{name: getattr(body, name) for name in extensions}}
@@ -214,9 +215,7 @@ def _chat_part(part: Any, where: str) -> dict:
     if url is None and part.uuid is None:
         raise InvalidRequestError(f"{kind} is required (it may be left out only with a uuid of cached media)",
                                   param=f"{where}.{kind}")
-    names = ("token_kept_ratio",) if kind == "image_url" else \
-        ("token_kept_ratio", "num_frames", "fps", "max_frames", "start", "end")
-    options = {name: getattr(part, name) for name in names if getattr(part, name) is not None}
+    options = Options.of(part).values  # an image part has no frame options
     out: dict = {"type": kind, kind: {"url": url, **options}}
     if part.uuid is not None:
         out["uuid"] = part.uuid

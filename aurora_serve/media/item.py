@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Mapping
 
 from aurora_serve.errors import InvalidRequestError, MediaError
@@ -177,7 +177,8 @@ class MediaPolicy:
         return self.item(kind, None if value is None else local_source(value), **options)
 
 
-ITEM_OPTIONS = ("token_kept_ratio", "num_frames", "fps", "max_frames", "start", "end", "media_id", "media_scope")
+SAMPLING_OPTIONS = tuple(f.name for f in fields(Sampling))  # one name per field, wherever a request gives them
+ITEM_OPTIONS = ("token_kept_ratio", *SAMPLING_OPTIONS, "media_id", "media_scope")
 
 
 def _where(param: str | Mapping[str, str]) -> Callable[[str], str]:

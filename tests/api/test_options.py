@@ -99,3 +99,15 @@ def test_a_field_no_schema_knows_is_still_unrecognised():
 
     with pytest.raises(ValidationError, match="extra_forbidden|Extra inputs"):
         request(use_beam_serch=False)
+
+
+def test_every_wire_model_carries_the_sampling_options_the_item_has():
+    """One list of names (the item's ``Sampling`` fields): a field added there and not on the wire models
+    (or the other way round) would be dropped silently on one path."""
+    from aurora_serve.api.protocol import CaptionRequest, ChatCompletionRequest, FrameOptions, VideoURL
+    from aurora_serve.api.responses import CreateResponse, InputVideo
+    from aurora_serve.media.item import SAMPLING_OPTIONS
+
+    assert tuple(FrameOptions.model_fields) == SAMPLING_OPTIONS
+    for model in (VideoURL, ChatCompletionRequest, CaptionRequest, InputVideo, CreateResponse):
+        assert set(SAMPLING_OPTIONS) | {"token_kept_ratio"} <= set(model.model_fields), model.__name__
