@@ -4,7 +4,7 @@ Everything is the project's own code: the chat template (``model/chat_template.j
 tokenization with one placeholder per frame (``model.prompt.expand_prompt``: split on the placeholder, BOS on
 the first chunk only, frames of a video separated by a space), AuroraCap's frame sampler
 (``media.sampling.sample_indices``, applied when a video has more than ``num_frames`` frames, default 8) and its
-CLIP preprocessing (``media.preprocess.clip_preprocess``, Pillow bicubic, center crop, 378 px).
+CLIP preprocessing (``media.preprocess.clip_crop`` + ``normalise``, Pillow bicubic, center crop, 378 px).
 
 Why one placeholder per frame and not the final spans: a frame's span is ``tokens_per_frame(ρ)`` wide and the
 README passes ρ to ``generate``, after the processor has run; the model widens the spans then
@@ -85,8 +85,8 @@ class AuroraProcessor(ProcessorMixin):
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         num_frames = self.num_frames if num_frames is None else int(num_frames)
-        image_items = [_image_frames(x) for x in _flatten(images)]
-        video_items = [v[sample_indices(len(v), num_frames)] for v in _videos(videos)]
+        image_items = [[_frame(x)] for x in _flatten(images)]
+        video_items = [_sampled(v, num_frames) for v in _videos(videos)]
         if any(len(v) == 0 for v in video_items):
             raise ValueError("a video has no frames")
         if text is None:
@@ -120,13 +120,14 @@ class AuroraProcessor(ProcessorMixin):
             rows.append(ids)
         return rows, ordered
 
-    def _batch(self, text_inputs: dict | None, items: list[np.ndarray]) -> BatchFeature:
+    def _batch(self, text_inputs: dict | None, items: list[list]) -> BatchFeature:
         # Pillow is needed to preprocess only: the model and the GPU benchmark import this package without it.
-        from aurora_serve.media.preprocess import clip_preprocess
+        from aurora_serve.media.preprocess import clip_crop, normalise
 
         data = dict(text_inputs or {})
         if items:
-            data["pixel_values"] = torch.cat([clip_preprocess(f, size=self.image_size) for f in items])
+            crops = np.stack([clip_crop(frame, self.image_size) for frames in items for frame in frames])
+            data["pixel_values"] = normalise(crops)
             data["frames_per_media"] = torch.tensor([len(f) for f in items], dtype=torch.long)
         return BatchFeature(data=data)
 
@@ -158,8 +159,8 @@ def _flatten(images) -> list:
     return [images]
 
 
-def _videos(videos) -> list[np.ndarray]:
-    """Videos as ``F×H×W×3`` uint8 arrays: one array, one list of frames, or a list of videos."""
+def _videos(videos) -> list:
+    """Videos as frame sequences: an ``F×H×W×3`` uint8 array (or tensor), a list of frames, or a list of videos."""
     if videos is None:
         return []
     if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 4:
@@ -167,14 +168,28 @@ def _videos(videos) -> list[np.ndarray]:
     videos = list(videos)
     if videos and (isinstance(videos[0], (list, tuple)) or getattr(videos[0], "ndim", 3) == 4):
         return [v for video in videos for v in _videos(video)]
-    return [np.stack([_image_frames(frame)[0] for frame in videos])] if videos else []
+    return [videos] if videos else []
 
 
-def _image_frames(image) -> np.ndarray:
-    """One image (PIL, ``H×W×3`` uint8 array or tensor) as a 1-frame ``1×H×W×3`` uint8 array."""
+def _sampled(video, num_frames: int) -> list:
+    """AuroraCap's ``num_frames`` of one video, as ``_frame``s: only those are converted or cropped, so a
+    long list of full-resolution frames is never copied whole. Every frame is checked all the same."""
+    frames = [_frame(f, convert=False) for f in video]
+    if len({_size(f) for f in frames}) > 1:
+        raise ValueError(f"a video's frames must share one size, got {sorted({_size(f) for f in frames})}")
+    return [_frame(frames[i]) for i in sample_indices(len(frames), num_frames)]
+
+
+def _frame(image, convert: bool = True):
+    """One image or frame as ``clip_crop`` takes it: an ``H×W×3`` uint8 array, or a PIL image in RGB (cropped
+    without a full-resolution array; converted only when ``convert``)."""
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image (Pillow imported by its owner)
-        return np.asarray(image.convert("RGB"))[None]
-    return _uint8(image)[None]
+        return image.convert("RGB") if convert else image
+    return _uint8(image)
+
+
+def _size(frame) -> tuple[int, int]:
+    return frame.size if hasattr(frame, "convert") else (frame.shape[1], frame.shape[0])
 
 
 def _uint8(array) -> np.ndarray:

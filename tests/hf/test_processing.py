@@ -89,6 +89,8 @@ def test_marker_count_mismatch_and_bad_frames_are_errors(processor, image1):
         processor(images=[image1[0], image1[0]], text=chat(processor, ["image"], IMAGE_PROMPT))
     with pytest.raises(ValueError, match="uint8"):
         processor(images=image1[0].astype(np.float32), text=chat(processor, ["image"], IMAGE_PROMPT))
+    with pytest.raises(ValueError, match="share one size"):
+        processor(videos=[image1[0], image1[0, :-2]], text=chat(processor, ["video"], VIDEO_PROMPT))
     with pytest.raises(ValueError, match="tokenizes to the placeholder id"):  # the tiny vocabulary has no "Q"
         processor(images=image1[0], text=chat(processor, ["image"], "Q?"))
     with pytest.raises(TypeError, match="truncation"):
