@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import save_file
 
 from aurora_serve.ckpt.layout import write_hf_from_xtuner
+from aurora_serve.model.prompt import CHAT_TEMPLATE
 
-CHAT_TEMPLATE = (Path(__file__).resolve().parents[1] / "model" / "chat_template.jinja").read_text()
 WORDS = (
     "a the man woman dog cat person video image frame camera scene shows is are walking running sitting "
     "standing street room table car tree sky water light dark red blue green white black small large "

@@ -28,7 +28,6 @@ from transformers import GenerationMixin, LlamaForCausalLM, PreTrainedModel
 
 from aurora_serve.hf.config import AuroraConfig
 from aurora_serve.hf.spans import narrow, placeholder_mask, positions, span_lengths, widen
-from aurora_serve.model.token_count import merge_r
 from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower, encode_items
 
 DEFAULT_TOKEN_KEPT_RATIO = 0.8  # upstream inference.py's --token_kept_ratio
@@ -102,8 +101,7 @@ class AuroraForConditionalGeneration(PreTrainedModel, GenerationMixin):
             counts = _ints(frames_per_media)
             span_lengths(pixel_values.shape[0], token_kept_ratio, counts, self.tokens_per_frame)  # checks
             items, ratios = list(pixel_values.split(counts)), [float(r) for r in token_kept_ratio]
-        v = self.vision_spec
-        rs = [merge_r(rho, v.image_size, v.patch_size, v.num_hidden_layers) for rho in ratios]
+        rs = [self.vision_spec.merge_r(rho) for rho in ratios]
         feats = encode_items(self.vision_tower, self.projector, items, rs, merge_backend)
         return torch.cat([f.reshape(-1, f.shape[-1]) for f in feats])
 

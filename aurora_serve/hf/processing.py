@@ -20,7 +20,6 @@ Batches are padded on the left (generation continues from the last column).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,10 +28,10 @@ from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from aurora_serve.ckpt.layout import detect_layout, placeholder_id, resolve_model_dir
 from aurora_serve.errors import ModelLoadError
 from aurora_serve.hf.config import config_from_checkpoint
+from aurora_serve.hf.spans import pad_rows
 from aurora_serve.media.sampling import sample_indices
-from aurora_serve.model.prompt import IMAGE_MARKER, VIDEO_MARKER, expand_prompt
+from aurora_serve.model.prompt import CHAT_TEMPLATE, IMAGE_MARKER, VIDEO_MARKER, expand_prompt
 
-CHAT_TEMPLATE = (Path(__file__).resolve().parents[1] / "model" / "chat_template.jinja").read_text()
 DEFAULT_NUM_FRAMES = 8  # upstream inference.py's --num_frm
 
 
@@ -95,7 +94,8 @@ class AuroraProcessor(ProcessorMixin):
         if video_items and not image_items and not any(VIDEO_MARKER in t for t in texts):
             texts = [t.replace(IMAGE_MARKER, VIDEO_MARKER) for t in texts]  # the README's {"type": "image"}
         rows, ordered = self._tokenize(texts, image_items, video_items)
-        return self._batch(_pad(rows, self._pad_id(), padding_side), ordered)
+        ids, mask = pad_rows([torch.tensor(row, dtype=torch.long) for row in rows], self._pad_id(), padding_side)
+        return self._batch({"input_ids": ids, "attention_mask": mask}, ordered)
 
     def _tokenize(self, texts, image_items, video_items):
         wanted = {IMAGE_MARKER: sum(t.count(IMAGE_MARKER) for t in texts),
@@ -137,17 +137,6 @@ class AuroraProcessor(ProcessorMixin):
     def _pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
         return int(pad if pad is not None else self.tokenizer.eos_token_id)
-
-
-def _pad(rows: list[list[int]], pad_id: int, side: str) -> dict[str, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, row in enumerate(rows):
-        cols = slice(width - len(row), width) if side == "left" else slice(0, len(row))
-        ids[b, cols] = torch.tensor(row, dtype=torch.long)
-        mask[b, cols] = 1
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _flatten(images) -> list:

@@ -81,17 +81,19 @@ def widen(
     if labels is not None:
         masked = labels.masked_fill(is_ph, IGNORE_INDEX)
         label_rows = [masked[b][real[b]].repeat_interleave(spans[b][real[b]]) for b in range(input_ids.shape[0])]
-    ids, mask = _left_pad(rows, pad_id)
-    return ids, mask, None if label_rows is None else _left_pad(label_rows, IGNORE_INDEX)[0]
+    ids, mask = pad_rows(rows, pad_id)
+    return ids, mask, None if label_rows is None else pad_rows(label_rows, IGNORE_INDEX)[0]
 
 
-def _left_pad(rows: list[torch.Tensor], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(rows: list[torch.Tensor], value: int, side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of different lengths as one ``[B, L]`` tensor padded with ``value`` on ``side``, and its mask."""
     width = max(len(r) for r in rows)
     out = rows[0].new_full((len(rows), width), value)
     mask = rows[0].new_zeros((len(rows), width))
     for b, row in enumerate(rows):
-        out[b, width - len(row):] = row
-        mask[b, width - len(row):] = 1
+        cols = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        out[b, cols] = row
+        mask[b, cols] = 1
     return out, mask
 
 

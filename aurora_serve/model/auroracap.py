@@ -29,7 +29,6 @@ from sglang.srt.utils import add_prefix
 from aurora_serve.ckpt.layout import iter_safetensors
 from aurora_serve.model import stage_metrics
 from aurora_serve.model.spec import AuroraOverride, AuroraSpec
-from aurora_serve.model.token_count import merge_r
 from aurora_serve.model.vision import AuroraProjector, AuroraVisionTower, encode_items
 from aurora_serve.model.weights import check_keys, copy_param, expected_llm_keys, map_key
 
@@ -90,7 +89,7 @@ class AuroraCapForConditionalGeneration(nn.Module):
         """Encode every frame of every item, frames grouped by r across items, outputs in item order."""
         device = self.projector.linear_1.weight.device
         merges = self._timers["merge"].spans(device)
-        rs = [merge_r(item.aurora_media.token_kept_ratio, **self._geometry()) for item in items]
+        rs = [self.spec.vision.merge_r(item.aurora_media.token_kept_ratio) for item in items]
         with self._timers["vision"].time(device):
             feats = encode_items(self.vision_tower, self.projector, [self._pixels(item) for item in items], rs,
                                  self.merge_backend, MAX_FRAMES_PER_VISION_FORWARD, merges.span)
@@ -110,10 +109,6 @@ class AuroraCapForConditionalGeneration(nn.Module):
         if isinstance(feature, list):
             feature = torch.cat([f if f.dim() == 4 else f.unsqueeze(0) for f in feature])
         return feature if feature.dim() == 4 else feature.unsqueeze(0)
-
-    def _geometry(self) -> dict:
-        v = self.spec.vision
-        return {"image_size": v.image_size, "patch_size": v.patch_size, "num_layers": v.num_hidden_layers}
 
     # --- weights --------------------------------------------------------------------------------------
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:

@@ -11,10 +11,12 @@ pad values; only the count matters).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from aurora_serve.errors import InvalidRequestError
 
+CHAT_TEMPLATE = (Path(__file__).with_name("chat_template.jinja")).read_text()  # what checkpoints get
 IMAGE_MARKER = "<image>"
 VIDEO_MARKER = "<video>"
 _MARKER_RE = re.compile(f"({re.escape(IMAGE_MARKER)}|{re.escape(VIDEO_MARKER)})")

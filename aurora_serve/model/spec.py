@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aurora_serve.config import ModelRuntime
-from aurora_serve.model.token_count import layers_run, tokens_per_frame
+from aurora_serve.model.token_count import layers_run, merge_r, tokens_per_frame
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class VisionConfig:
     @property
     def layers_run(self) -> int:
         return layers_run(self.num_hidden_layers, self.feature_layer)
+
+    def merge_r(self, token_kept_ratio: float) -> int:
+        return merge_r(token_kept_ratio, self.image_size, self.patch_size, self.num_hidden_layers)
 
     def tokens_per_frame(self, token_kept_ratio: float) -> int:
         return tokens_per_frame(
