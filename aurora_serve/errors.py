@@ -24,6 +24,13 @@ class AuroraError(Exception):
     def to_dict(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with the error: how to authenticate, or when to try again."""
+        if self.status == 401:
+            return {"WWW-Authenticate": "Bearer"}
+        return {"Retry-After": "1"} if self.status in (429, 503) else {}
+
 
 class InvalidRequestError(AuroraError):
     status, type, code = 400, "invalid_request_error", "invalid_request"

@@ -122,10 +122,6 @@ def _text(value: bytes | None) -> str | None:
 async def _respond(send, error: AuroraError) -> None:
     body = json.dumps(error.to_dict()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close")]
-    if error.status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    if error.status in (429, 503):
-        headers.append((b"retry-after", b"1"))
+               (b"connection", b"close"), *((k.lower().encode(), v.encode()) for k, v in error.headers.items())]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -155,10 +155,9 @@ def _form_schema() -> dict:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuroraError)
     async def aurora_error(_: Request, exc: AuroraError):
-        headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
         if exc.status >= 500:  # 503 is the expected answer while loading or draining
             logger.log(logging.INFO if exc.status == 503 else logging.ERROR, "request failed: %s", exc.message)
-        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):

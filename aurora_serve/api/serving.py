@@ -66,21 +66,22 @@ class Serving:
 
     async def responses(self, request: Request, body: CreateResponse) -> Any:
         """``POST /v1/responses``: the chat request it means, answered as a ``response`` (events when streamed)."""
-        writers: dict[str, ResponseWriter] = {}
+        writer: ResponseWriter | None = None  # one per request, made with its job
 
         async def build() -> Job:
+            nonlocal writer
             chat, paths = to_chat(body)
             job = await self.builder.chat(chat, bearer_token(request.scope), paths)
             job.id = "resp_" + job.id.split("-", 1)[1]
-            writers[job.id] = ResponseWriter(body, job, self.settings.served_model_name)
+            writer = ResponseWriter(body, job, self.settings.served_model_name)
             return job
 
         def respond(job: Job, out: dict) -> dict:
             meta = out["meta_info"]
-            return writers[job.id].final(out.get("text") or "", finish_reason_of(meta), self._usage(job, meta))
+            return writer.final(out.get("text") or "", finish_reason_of(meta), self._usage(job, meta))
 
         def events(job: Job, first: dict, chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
-            return response_events(writers[job.id], first, chunks, lambda meta: self._usage(job, meta))
+            return response_events(writer, first, chunks, lambda meta: self._usage(job, meta))
 
         return await self._serve(request, "responses", build, respond, events)
 
