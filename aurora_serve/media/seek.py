@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import io
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,7 +22,7 @@ from aurora_serve.errors import MediaError, MediaTooLargeError, UnsupportedMedia
 from aurora_serve.media.budget import DecodeBudget
 from aurora_serve.media.containers import NAMES, demuxer_for, file_size
 from aurora_serve.media.sampling import DecodeStats, Sampling, duration_of, plan_frames
-from aurora_serve.media.source import Source, check_size
+from aurora_serve.media.source import Source, check_size, file_arg
 
 _INDEX_CHECK_EVERY = 256  # packets demuxed between budget checks while indexing
 
@@ -258,17 +256,16 @@ def open_container(source: Source):
 
 @contextlib.contextmanager
 def _file(source: Source):
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        yield io.BytesIO(source)
+    """A binary file object over ``source``: its bytes, or the path ``file_arg`` checked (closed after)."""
+    arg = file_arg(source)
+    if not isinstance(arg, str):
+        yield arg
         return
-    path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise MediaError(f"media file not found: {path}")
-    with open(path, "rb") as f:
+    with open(arg, "rb") as f:
         yield f
 
 
-def video_stream(container, threads: int, budget: DecodeBudget | None = None):
+def video_stream(container, threads: int, budget: DecodeBudget):
     """The first real video stream (cover art in audio files does not count), set up for decoding."""
     for stream in container.streams.video:
         if not stream.disposition & av.stream.Disposition.attached_pic:
@@ -278,7 +275,7 @@ def video_stream(container, threads: int, budget: DecodeBudget | None = None):
     if stream.codec_context is None:  # PyAV found no decoder for the stream's codec
         raise UnsupportedMediaError("the video's codec is not one this server can decode")
     check_size(stream.codec_context.width, stream.codec_context.height, what="the video",
-               max_pixels=budget.max_frame_pixels if budget else None)
+               max_pixels=budget.max_frame_pixels)
     stream.thread_type = "AUTO"
     stream.codec_context.thread_count = max(1, threads)
     return stream
