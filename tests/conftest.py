@@ -33,6 +33,15 @@ def tiny_hf(tmp_path_factory, tiny_xtuner) -> Path:
 
 
 @pytest.fixture(scope="session")
+def hostile_corpus():
+    """benchmarks/hostile's inputs, built once (~5 s of encoding) for the decoder's and the server's tests."""
+    from benchmarks import hostile
+    from tests.support.clips import make_video
+
+    return hostile.corpus(make_video(None, frames=12))
+
+
+@pytest.fixture(scope="session")
 def engine(tiny_xtuner):
     """One AuroraEngine for every engine test (start-up costs ~15 s on 2 cores)."""
     from aurora_serve.engine import AuroraEngine, EngineSettings

@@ -33,13 +33,8 @@ def crop(frame):
     return clip_crop(frame, 378)
 
 
-@pytest.fixture(scope="module")
-def corpus() -> dict[str, hostile.Hostile]:
-    return hostile.corpus(make_video(None, frames=12))
-
-
-def test_each_class_gets_its_answer_quickly(corpus):
-    for name, h in corpus.items():
+def test_each_class_gets_its_answer_quickly(hostile_corpus):
+    for name, h in hostile_corpus.items():
         if h.status == 200:
             continue  # the 4K clip: below, with its memory measured
         started = time.monotonic()
@@ -49,10 +44,10 @@ def test_each_class_gets_its_answer_quickly(corpus):
         assert time.monotonic() - started < 10, name  # generous on a loaded 2-core machine; ~0.5 s here
 
 
-def test_uhd_frames_are_cropped_as_they_are_decoded(corpus):
+def test_uhd_frames_are_cropped_as_they_are_decoded(hostile_corpus):
     """At most one full-size frame is alive at a time: the decode's own Python-side peak stays near one
     3840×2160×3 frame (24.9 MB) instead of the 16 the sample holds."""
-    data, frame_bytes = corpus["64 frames of 4K"].data, 3840 * 2160 * 3
+    data, frame_bytes = hostile_corpus["64 frames of 4K"].data, 3840 * 2160 * 3
     tracemalloc.start()
     try:
         crops = load_frames(data, "video", 16, budget=budget(), transform=crop)
@@ -63,28 +58,28 @@ def test_uhd_frames_are_cropped_as_they_are_decoded(corpus):
     assert peak < 2.5 * frame_bytes, f"peak {peak / 1e6:.0f} MB"
 
 
-def test_the_request_pixel_budget_covers_all_its_items(corpus):
+def test_the_request_pixel_budget_covers_all_its_items(hostile_corpus):
     request = RequestBudget(max_pixels=3840 * 2160 * 20, max_frame_pixels=DEFAULTS.max_frame_pixels)
-    load_frames(corpus["64 frames of 4K"].data, "video", 16, budget=budget(request), transform=crop)
+    load_frames(hostile_corpus["64 frames of 4K"].data, "video", 16, budget=budget(request), transform=crop)
     with pytest.raises(MediaTooLargeError) as info:  # 16 + 16 frames > 20 frames' worth
-        load_frames(corpus["64 frames of 4K"].data, "video", 16, budget=budget(request), transform=crop)
+        load_frames(hostile_corpus["64 frames of 4K"].data, "video", 16, budget=budget(request), transform=crop)
     assert info.value.code == "pixel_budget_exceeded"
 
 
-def test_the_deadline_stops_a_decode_in_its_loop(corpus):
+def test_the_deadline_stops_a_decode_in_its_loop(hostile_corpus):
     started = time.monotonic()
     with pytest.raises(MediaTooLargeError) as info:
-        load_frames(corpus["64 frames of 4K"].data, "video", 64, budget=budget(seconds=0.3), transform=crop)
+        load_frames(hostile_corpus["64 frames of 4K"].data, "video", 64, budget=budget(seconds=0.3), transform=crop)
     assert info.value.code == "decode_timeout" and time.monotonic() - started < 3
 
 
-def test_cancelling_a_request_stops_its_decode_at_the_next_packet(corpus):
+def test_cancelling_a_request_stops_its_decode_at_the_next_packet(hostile_corpus):
     request = RequestBudget()
     outcome = {}
 
     def decode():
         try:
-            load_frames(corpus["64 frames of 4K"].data, "video", 64, budget=budget(request), transform=crop)
+            load_frames(hostile_corpus["64 frames of 4K"].data, "video", 64, budget=budget(request), transform=crop)
             outcome["result"] = "finished"
         except DecodeCancelled:
             outcome["result"], outcome["at"] = "cancelled", time.monotonic()
