@@ -37,7 +37,9 @@ class Oracle:
         inputs = self.processor(images=images or None, videos=videos or None, text=text, return_tensors="pt",
                                 num_frames=max(len(frames) for _, frames, _ in media))  # frames come sampled
         ratios = [rho for _, _, rho in media]
-        out = self.model.generate(**inputs, token_kept_ratio=ratios, max_new_tokens=max_new_tokens, do_sample=False)
+        # the reference merge, whatever the device: the engine's Triton kernel is what this checks
+        out = self.model.generate(**inputs, token_kept_ratio=ratios, max_new_tokens=max_new_tokens, do_sample=False,
+                                  merge_backend="reference")
         _, mask, _ = self.model.expand_inputs(inputs["input_ids"], inputs["attention_mask"],
                                               inputs["pixel_values"].shape[0], ratios, inputs["frames_per_media"])
         return out[0, inputs["input_ids"].shape[1]:].tolist(), int(mask.sum())
