@@ -35,7 +35,7 @@ import numpy as np
 
 from aurora_serve.media.decode import DEFAULT_THREADS, DecodeStats, decode_video
 
-from .provenance import REPO, command, git_state, machine
+from .provenance import REPO, command, git_state, machine, relative
 
 FPS, GOP_SECONDS, PRESET = 30, 2, "superfast"
 
@@ -110,13 +110,6 @@ def time_method(method: str, path: Path, num_frames: int, threads: int, repeats:
         "total_frames": stats.total_frames,
         "_frames": frames,
     }
-
-
-def _relative(path: str) -> str:
-    try:
-        return str(Path(path).relative_to(REPO))
-    except ValueError:
-        return path
 
 
 def environment() -> dict:
@@ -200,7 +193,7 @@ def main() -> None:
     if out_path is not None:
         report = {
             "benchmark": "bench_decode",
-            "command": command(_relative(sys.executable)),
+            "command": command(relative(sys.executable)),
             "notes": [
                 "synthetic content (moving random 4x4 blocks) decodes faster than camera footage; compare ratios",
                 "shared 2-core VM: other jobs ran at the same time (see load averages); CPU time (all threads of "

@@ -37,9 +37,9 @@ import torch
 from aurora_serve.media.preprocess import clip_crop, normalise
 
 from .media_clips import DEFAULT_CACHE, DURATIONS, JPEG, ClipSpec, ensure
-from .media_paths import CONFIGS, PickleWire, prepare
+from .media_paths import CONFIGS, PickleWire, prepare, timed
 from .media_workers import run_workers
-from .provenance import REPO, command, git_state, machine
+from .provenance import REPO, command, git_state, machine, relative
 
 TARGET_CLIP = "h264-1080p-60s"
 TARGET_CPU_RATIO, TARGET_BYTES, TARGET_WORKER_SPEEDUP = 1 / 3, 3.5e6, 1.8
@@ -47,23 +47,15 @@ LONG_CLIP_S = 120  # upstream's sequential decode runs in one round only on clip
 STAGES = ("identity", "decode", "preprocess", "handoff")
 
 
-def _timed(fn):
-    import time
-
-    cpu, wall = time.process_time(), time.perf_counter()
-    result = fn()
-    return result, time.process_time() - cpu, time.perf_counter() - wall
-
-
 def _sample(out: dict, wire: PickleWire, normalise_crops) -> dict:
     """One run's numbers: stages, totals, and the costs beside the path (inline pickle, scheduler normalise)."""
     clock, pixels = out["clock"], out["pixels"]
-    (_, pickled), p_cpu, p_wall = _timed(lambda: wire.send(pixels))
+    (_, pickled), p_cpu, p_wall = timed(lambda: wire.send(pixels))
     rec = {"cpu": clock.cpu, "wall": clock.wall, "cpu_total": sum(clock.cpu.values()),
            "wall_total": sum(clock.wall.values()), "frames_decoded": out["stats"].frames_decoded,
            "handoff_bytes": out["handoff_bytes"], "pickle_bytes": pickled, "pickle_cpu": p_cpu, "pickle_wall": p_wall}
     if pixels.dtype == torch.uint8:  # the scheduler's table lookup, on CPU here (on the model's device in serving)
-        _, rec["scheduler_normalise_cpu"], rec["scheduler_normalise_wall"] = _timed(lambda: normalise_crops(pixels))
+        _, rec["scheduler_normalise_cpu"], rec["scheduler_normalise_wall"] = timed(lambda: normalise_crops(pixels))
     return rec
 
 
@@ -207,8 +199,8 @@ def main(argv: list[str] | None = None) -> dict:
         workers = run_workers(*clips[args.worker_clip], counts, args.worker_items, args.worker_rounds)
         print(json.dumps({k: v for k, v in workers.items() if not isinstance(v, list)}))
     report = {
-        "benchmark": "bench_media", "command": (command(_relative(sys.executable)) if argv is None else
-                                                " ".join([_relative(sys.executable), "-m", __name__, *argv])),
+        "benchmark": "bench_media", "command": (command(relative(sys.executable)) if argv is None else
+                                                " ".join([relative(sys.executable), "-m", __name__, *argv])),
         **git_state("aurora_serve", "benchmarks"), "machine": machine(load_average=False),
         "versions": {"python": platform.python_version(), "av": av.__version__, "torch": torch.__version__,
                      "numpy": np.__version__,
@@ -224,13 +216,6 @@ def main(argv: list[str] | None = None) -> dict:
         out_path.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {out_path}")
     return report
-
-
-def _relative(path: str) -> str:
-    try:
-        return str(Path(path).relative_to(REPO))
-    except ValueError:
-        return path
 
 
 if __name__ == "__main__":

@@ -92,6 +92,13 @@ class Clock:
         self.wall[name] = self.wall.get(name, 0.0) + wall
 
 
+def timed(fn):
+    """``fn()``, and the CPU (this process) and wall seconds it took."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = fn()
+    return result, time.process_time() - cpu, time.perf_counter() - wall
+
+
 @contextlib.contextmanager
 def nonref_skip(enabled: bool):
     """Benchmark-only knob: with ``enabled=False`` the seek decoder decodes every frame on the way to a sampled

@@ -12,6 +12,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def relative(path: str) -> str:
+    """``path`` relative to the repository when it is inside it (results do not record one machine's layout)."""
+    try:
+        return str(Path(path).relative_to(REPO))
+    except ValueError:
+        return path
+
+
 def command(python: str = Path(sys.executable).name) -> str:
     """The command line that ran this process. Under ``python -m benchmarks.x`` sys.argv[0] is the module's file,
     which does not run as a script (the benchmarks import each other as a package): name the module instead."""

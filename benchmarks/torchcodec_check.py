@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 import av
@@ -27,6 +26,7 @@ from aurora_serve.media.decode import DecodeStats, decode_video, sample_indices
 from aurora_serve.media.preprocess import clip_crop, normalise
 
 from .media_clips import DEFAULT_CACHE, ClipSpec, ensure
+from .media_paths import timed
 from .provenance import command, git_state, machine
 
 CLIPS = "h264-360p-10s,h264-1080p-10s,h264-1080p-60s,vp9-1080p-60s,h264-1080p-10min"
@@ -45,16 +45,10 @@ def _torchcodec(data: bytes, indices: list[int], mode: str) -> np.ndarray:
     return decoder.get_frames_at(indices).data.numpy()
 
 
-def _timed(fn) -> tuple:
-    cpu, wall = time.process_time(), time.perf_counter()
-    out = fn()
-    return out, time.process_time() - cpu, time.perf_counter() - wall
-
-
 def check_clip(name: str, cache_dir: Path, rounds: int) -> dict:
     path, facts = ensure(ClipSpec(*name.split("-")), cache_dir)
     data = path.read_bytes()
-    (frames, stats), _, _ = _timed(lambda: _pyav(data))
+    (frames, stats), _, _ = timed(lambda: _pyav(data))
     indices = sample_indices(stats.total_frames, 8)
     runs = {"pyav-seek": lambda: _pyav(data)[0]}
     runs |= {f"torchcodec-{m}": (lambda m=m: _torchcodec(data, indices, m)) for m in ("exact", "approximate")}
@@ -63,7 +57,7 @@ def check_clip(name: str, cache_dir: Path, rounds: int) -> dict:
     for r in range(rounds):
         order = list(runs)[r % len(runs):] + list(runs)[: r % len(runs)]
         for key in order:
-            out, cpu, wall = _timed(runs[key])
+            out, cpu, wall = timed(runs[key])
             times[key]["cpu"].append(cpu)
             times[key]["wall"].append(wall)
             outputs[key] = out
