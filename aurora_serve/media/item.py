@@ -121,13 +121,14 @@ class MediaPolicy:
 
     def item(self, kind: str | None, data: bytes | str | None = None, *, token_kept_ratio: Any = None,
              num_frames: Any = None, fps: Any = None, max_frames: Any = None, start: Any = None, end: Any = None,
-             media_id: Any = None, media_scope: str = "", param: str | Mapping[str, str] = "") -> MediaItem:
-        """A checked item with defaults applied. ``param``: where the options sit in the request (for errors):
-        a prefix (``"messages.0.content.1.video_url"``), or each option's own place (``{"fps":
-        "media_io_kwargs.video.fps", …}``; an option it leaves out is named bare)."""
-        at = _where(param)
+             media_id: Any = None, media_scope: str = "", param: Mapping[str, str] | None = None) -> MediaItem:
+        """A checked item with defaults applied. ``param``: where each option sits in the request, for errors
+        (``{"fps": "media_io_kwargs.video.fps", …}``, as ``api.options.Options.places``); an option it leaves
+        out is named bare."""
+        places = param or {}
+        at = lambda name: places.get(name, name)  # noqa: E731
         if kind not in (*KINDS, None):
-            raise InvalidRequestError(f"unknown media kind {kind!r}; expected 'image' or 'video'", param=at("") or None)
+            raise InvalidRequestError(f"unknown media kind {kind!r}; expected 'image' or 'video'")
         ratio = check_ratio(self.default_token_kept_ratio if token_kept_ratio is None else token_kept_ratio,
                             at("token_kept_ratio"))
         sampling = self.sampling(num_frames, fps, max_frames, start, end, at)
@@ -179,13 +180,6 @@ class MediaPolicy:
 
 SAMPLING_OPTIONS = tuple(f.name for f in fields(Sampling))  # one name per field, wherever a request gives them
 ITEM_OPTIONS = ("token_kept_ratio", *SAMPLING_OPTIONS, "media_id", "media_scope")
-
-
-def _where(param: str | Mapping[str, str]) -> Callable[[str], str]:
-    """Option name → where it sits in the request, from a prefix or a map of names to places."""
-    if isinstance(param, str):
-        return lambda name: f"{param}.{name}" if param and name else param or name
-    return lambda name: param.get(name, name)
 
 
 def local_source(source: Any) -> bytes | str:

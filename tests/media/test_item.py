@@ -8,7 +8,7 @@ import math
 import pytest
 
 from aurora_serve.errors import InvalidRequestError, MediaError
-from aurora_serve.media.item import MediaItem, MediaPolicy, Sampling
+from aurora_serve.media.item import ITEM_OPTIONS, MediaItem, MediaPolicy, Sampling
 from tests.support.clips import make_image, make_video
 
 POLICY = MediaPolicy(default_token_kept_ratio=0.5, default_num_frames=6, max_frames=16)
@@ -30,7 +30,7 @@ def test_defaults_are_applied_and_images_have_one_frame():
 ])
 def test_each_option_is_checked_and_the_error_names_it(options, param):
     with pytest.raises(InvalidRequestError) as info:
-        POLICY.item("video", b"x", param="p", **options)
+        POLICY.item("video", b"x", param={name: f"p.{name}" for name in ITEM_OPTIONS}, **options)
     assert info.value.param == param and info.value.status == 400
 
 
